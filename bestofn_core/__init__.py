@@ -1,0 +1,56 @@
+"""bestofn-core: best-of-N sampling for language-model programs, with DSPy's API.
+
+``import bestofn_core as bon`` gives the whole public API; nothing heavy (litellm, plugins) is imported
+until it is first needed.
+"""
+
+from bestofn_core import errors
+from bestofn_core._version import __version__
+from bestofn_core.adapters import ChatAdapter, JSONAdapter
+from bestofn_core.best_of_n.best_of_n import BestOfN
+from bestofn_core.best_of_n.candidates import BestOfNPrediction, Candidate
+from bestofn_core.hookspecs import hookimpl
+from bestofn_core.lm.base import BaseLM
+from bestofn_core.lm.cache import configure_cache
+from bestofn_core.lm.history import inspect_history
+from bestofn_core.lm.lm import LM
+from bestofn_core.predict.chain_of_thought import ChainOfThought
+from bestofn_core.predict.predict import Predict
+from bestofn_core.primitives.callbacks import BaseCallback
+from bestofn_core.primitives.example import Example
+from bestofn_core.primitives.module import Module
+from bestofn_core.primitives.prediction import Completions, Prediction
+from bestofn_core.primitives.usage import track_usage
+from bestofn_core.serialization import load
+from bestofn_core.settings import configure, context, settings
+from bestofn_core.signatures import InputField, OutputField, Signature
+
+__all__ = [
+    "LM",
+    "BaseCallback",
+    "BaseLM",
+    "BestOfN",
+    "BestOfNPrediction",
+    "Candidate",
+    "ChainOfThought",
+    "ChatAdapter",
+    "Completions",
+    "Example",
+    "InputField",
+    "JSONAdapter",
+    "Module",
+    "OutputField",
+    "Predict",
+    "Prediction",
+    "Signature",
+    "__version__",
+    "configure",
+    "configure_cache",
+    "context",
+    "errors",
+    "hookimpl",
+    "inspect_history",
+    "load",
+    "settings",
+    "track_usage",
+]

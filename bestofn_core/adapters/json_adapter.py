@@ -1,0 +1,153 @@
+"""JSONAdapter: the same prompt as ChatAdapter, but the LM answers with one JSON object.
+
+It is ChatAdapter's fallback, and a good first choice for models tuned for JSON mode. The request asks for
+``response_format={"type": "json_object"}`` unless the caller chose a ``response_format`` already.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from collections.abc import Collection, Mapping
+from typing import TYPE_CHECKING, Any
+
+from bestofn_core.adapters.chat_adapter import (
+    NOT_SUPPLIED,
+    STRUCTURE_INTRO,
+    ChatAdapter,
+    marker_block,
+    output_placeholder,
+    parse_fields,
+    python_type_hint,
+)
+from bestofn_core.adapters.values import coerce_value, to_jsonable
+from bestofn_core.errors import AdapterParseError
+
+if TYPE_CHECKING:
+    from bestofn_core.signatures.signature import Signature
+
+_FENCED = re.compile(r"^```[\w-]*\s*\n?(.*?)\n?\s*```$", re.DOTALL)
+# Bound the scan for an object in long prose: each failed start costs a partial decode.
+_MAX_DECODE_ATTEMPTS = 1000
+
+
+class JSONAdapter(ChatAdapter):
+    """Asks for the outputs as one JSON object and reads them back from it (no further fallback)."""
+
+    def __init__(self, callbacks: list[Any] | None = None) -> None:
+        """``callbacks``: ``BaseCallback`` instances notified of this adapter's events."""
+        super().__init__(callbacks, use_json_adapter_fallback=False)
+
+    async def acall(
+        self,
+        lm: Any,
+        lm_kwargs: dict[str, Any],
+        signature: type[Signature],
+        demos: list[Mapping[str, Any]],
+        inputs: Mapping[str, Any],
+    ) -> list[dict[str, Any]]:
+        """Like ``Adapter.acall``, adding ``response_format={"type": "json_object"}`` unless one is set."""
+        if "response_format" not in lm_kwargs:
+            lm_kwargs = {**lm_kwargs, "response_format": {"type": "json_object"}}
+        return await super().acall(lm, lm_kwargs, signature, demos, inputs)
+
+    def format_field_structure(self, signature: type[Signature]) -> str:
+        """Inputs as marker blocks; outputs as a JSON object whose values are placeholders with type notes."""
+        outputs = {name: output_placeholder(name, info) for name, info in signature.output_fields.items()}
+        parts = [
+            STRUCTURE_INTRO,
+            "Inputs will have the following structure:",
+            *(marker_block(name, f"{{{name}}}") for name in signature.input_fields),
+            "Outputs will be a JSON object with the following fields.",
+            json.dumps(outputs, indent=2, ensure_ascii=False),
+        ]
+        return "\n\n".join(parts)
+
+    def user_message_output_requirements(self, signature: type[Signature]) -> str:
+        """``Respond with a JSON object in the following order of fields: `a`, then `b`.`` (keep it exact)."""
+        names = ", then ".join(
+            f"`{name}`{python_type_hint(info)}" for name, info in signature.output_fields.items()
+        )
+        return f"Respond with a JSON object in the following order of fields: {names}."
+
+    def format_assistant_message_content(self, signature: type[Signature], outputs: Mapping[str, Any]) -> str:
+        """A demo's outputs as a JSON object (absent outputs say they are not supplied)."""
+        values = {
+            name: to_jsonable(outputs[name]) if name in outputs else NOT_SUPPLIED
+            for name in signature.output_fields
+        }
+        return json.dumps(values, indent=2, ensure_ascii=False)
+
+    def parse(self, signature: type[Signature], completion: str) -> dict[str, Any]:
+        """Read the output fields from the JSON object in ``completion``.
+
+        Code fences and prose around the object are tolerated, and so are Python-style dicts; keys that are
+        not output fields are ignored. Raises ``AdapterParseError`` when there is no object, when the JSON
+        is not an object (e.g. a list), or when output fields are missing or invalid.
+        """
+        whole = _decode_whole(completion)
+        if whole is not None and not isinstance(whole, dict):
+            raise AdapterParseError(
+                "JSONAdapter",
+                signature,
+                lm_response=completion,
+                message=f"expected a JSON object with the output fields, got a JSON {type(whole).__name__}",
+                missing_fields=list(signature.output_fields),
+            )
+        found = whole if isinstance(whole, dict) else find_json_object(completion, signature.output_fields)
+        if found is None:
+            raise AdapterParseError(
+                "JSONAdapter",
+                signature,
+                lm_response=completion,
+                message="no JSON object found in the response",
+                missing_fields=list(signature.output_fields),
+            )
+        return parse_fields(self, signature, completion, found, coerce_value)
+
+
+def _decode_whole(text: str) -> Any:
+    """The JSON value ``text`` is as a whole (inside a code fence or not), or ``None`` when it is not JSON."""
+    stripped = text.strip()
+    fenced = _FENCED.match(stripped)
+    try:
+        return json.loads(fenced.group(1) if fenced else stripped)
+    except (ValueError, RecursionError):
+        return None
+
+
+def find_json_object(text: str, wanted: Collection[str] = ()) -> dict[str, Any] | None:
+    """The first JSON object in ``text`` that has one of the ``wanted`` keys, else the first JSON object,
+    else a Python-style dict spanning the outermost braces; ``None`` if there is none."""
+    decoder = json.JSONDecoder()
+    first: dict[str, Any] | None = None
+    start = text.find("{")
+    attempts = 0
+    while start != -1 and attempts < _MAX_DECODE_ATTEMPTS:
+        attempts += 1
+        try:
+            value, end = decoder.raw_decode(text, start)
+        except (ValueError, RecursionError):
+            start = text.find("{", start + 1)
+            continue
+        if isinstance(value, dict):
+            if any(key in value for key in wanted):
+                return value
+            first = value if first is None else first
+        start = text.find("{", end)
+    if first is not None:
+        return first
+    return _python_dict(text)
+
+
+def _python_dict(text: str) -> dict[str, Any] | None:
+    # Some models answer with a Python repr: {'answer': 'Paris'}; literal_eval reads it without running it.
+    start, end = text.find("{"), text.rfind("}")
+    if start == -1 or end < start:
+        return None
+    try:
+        value = ast.literal_eval(text[start : end + 1])
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None

@@ -1,0 +1,1 @@
+"""BestOfN: sampling a module N times and keeping the best prediction."""

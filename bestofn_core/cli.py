@@ -1,0 +1,166 @@
+"""The ``bestofn`` command line.
+
+Each command is one ``_add_<command>`` function that declares its arguments on a subparser and sets a
+``handler``; adding a command means writing one and listing it in ``_COMMANDS``. Handlers import what
+they need themselves, so ``bestofn --help`` stays fast and loads no plugin.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import textwrap
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from bestofn_core._version import __version__
+
+if TYPE_CHECKING:
+    from bestofn_core.plugins import PluginInfo
+
+__all__ = ["build_parser", "main"]
+
+#: A command's entry point: parsed arguments in, exit status out.
+Handler = Callable[[argparse.Namespace], int]
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose usage errors are one line, exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``<prog>: error: <message>`` on one line and exit with status 2."""
+        # argparse prints the whole usage block first; one line is easier to read in scripts and CI logs.
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``bestofn`` parser with every command's subparser."""
+    parser = _Parser(
+        prog="bestofn",
+        description="Best-of-N sampling for language-model programs: command-line tools.",
+    )
+    parser.add_argument("--version", action="version", version=f"bestofn-core {__version__}")
+    commands = parser.add_subparsers(
+        title="commands", dest="command", metavar="COMMAND", required=True, parser_class=_Parser
+    )
+    for add_command in _COMMANDS:
+        add_command(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``bestofn`` with ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version and usage errors: return their status, do not exit
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    handler: Handler = args.handler
+    return handler(args)
+
+
+# ------------------------------------------------------------------------------------------- plugins
+
+
+def _add_plugins_command(commands: Any) -> None:
+    parser = commands.add_parser(
+        "plugins",
+        help="list installed plugins, what they registered and their load errors",
+        description=(
+            "List the plugins found through the 'bestofn' entry-point group: name, distribution and "
+            "version, where each was loaded from, what it registered, and any load error with its "
+            "traceback. Broken plugins are shown, not fatal (exit status 0)."
+        ),
+    )
+    parser.add_argument("--all", action="store_true", help="include the built-in plugins")
+    parser.add_argument("--json", action="store_true", help="print a JSON document, for scripts")
+    parser.set_defaults(handler=_run_plugins)
+
+
+def _run_plugins(args: argparse.Namespace) -> int:
+    import logging
+    import traceback
+
+    import orjson
+
+    from bestofn_core.errors import PluginLoadError
+    from bestofn_core.plugins import ENTRY_POINT_GROUP, get_registry
+
+    plugin_logger = logging.getLogger("bestofn_core.plugins")
+    # Load failures are printed below with their tracebacks, so the logger's one-line warnings would
+    # only repeat them on stderr; hook tracing (BESTOFN_TRACE_PLUGINS=1) is what this command shows.
+    handler: logging.Handler = logging.NullHandler()
+    if os.environ.get("BESTOFN_TRACE_PLUGINS", "").strip().lower() in {"1", "true", "yes", "on"}:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setLevel(logging.DEBUG)
+        handler.addFilter(lambda record: record.levelno == logging.DEBUG)
+    previous_level = plugin_logger.level
+    plugin_logger.addHandler(handler)
+    plugin_logger.setLevel(logging.DEBUG if isinstance(handler, logging.StreamHandler) else previous_level)
+    try:
+        registry = get_registry()
+    except PluginLoadError as exc:  # strict mode turned the first plugin error into an exception
+        sys.stderr.write("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+        sys.stderr.write("bestofn: BESTOFN_STRICT_PLUGINS is set; unset it to list every plugin.\n")
+        return 1
+    finally:
+        plugin_logger.removeHandler(handler)
+        plugin_logger.setLevel(previous_level)
+    infos = [info for info in registry.plugins if args.all or not info.builtin]
+    if args.json:
+        document = {
+            "bestofn_core_version": __version__,
+            "entry_point_group": ENTRY_POINT_GROUP,
+            "plugins": [info.to_dict() for info in infos],
+        }
+        sys.stdout.write(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return 0
+    sys.stdout.write(_format_plugins(infos, show_all=args.all))
+    return 0
+
+
+def _format_plugins(infos: list[PluginInfo], *, show_all: bool) -> str:
+    lines: list[str] = []
+    if not infos:
+        lines.append("No plugins installed.")
+    for info in infos:
+        lines.extend(_format_plugin(info))
+        lines.append("")
+    if not show_all:
+        lines.append("Built-in plugins are hidden; `bestofn plugins --all` lists them too.")
+    if "BESTOFN_LOAD_PLUGINS" in os.environ:
+        lines.append(
+            f"BESTOFN_LOAD_PLUGINS={os.environ['BESTOFN_LOAD_PLUGINS']!r}: other plugins are not loaded."
+        )
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _format_plugin(info: PluginInfo) -> list[str]:
+    from bestofn_core.plugins import KINDS, describe_kind
+
+    if info.builtin:
+        origin = f"built-in (bestofn-core {info.version})"
+    elif info.distribution:
+        origin = f"{info.distribution} {info.version}"
+    else:
+        origin = "registered in-process"
+    status = "  [BLOCKED by BESTOFN_BLOCK_PLUGINS]" if info.blocked else "  [ERROR]" if info.error else ""
+    lines = [f"{info.name}  {origin}{status}"]
+    lines.append(f"  module:   {info.module or '?'}")
+    lines.append(f"  location: {info.location or '?'}")
+    for kind in KINDS:
+        if info.registered.get(kind):
+            lines.append(f"  {describe_kind(kind, plural=True)}: {', '.join(info.registered[kind])}")
+    if info.error:
+        lines.append("  error:")
+        lines.append(textwrap.indent(info.error.rstrip("\n"), "    "))
+    return lines
+
+
+#: Every command, in ``--help`` order. Add new commands here.
+_COMMANDS: tuple[Callable[[Any], None], ...] = (_add_plugins_command,)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,171 @@
+"""Every exception bestofn-core raises on purpose, in one place.
+
+Each error message names the problem and, where there is one, the fix. Callers can catch the broad
+classes (`BestOfNCoreError`, `LMError`, `PluginError`) or the precise ones.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    from typing import Self
+else:  # pragma: no cover
+    from typing_extensions import Self
+
+
+class BestOfNCoreError(Exception):
+    """Base class of the errors this library raises on purpose."""
+
+
+class ConfigurationError(BestOfNCoreError, ValueError):
+    """A setting, argument or configuration value is invalid or missing."""
+
+
+class SignatureError(BestOfNCoreError, ValueError):
+    """A signature string or class is malformed, or inputs do not match a signature."""
+
+
+class AdapterParseError(BestOfNCoreError, ValueError):
+    """An adapter could not turn the LM's text into the signature's output fields.
+
+    Attributes:
+        adapter_name: the adapter that failed (e.g. ``"ChatAdapter"``; ``"ChatAdapter->JSONAdapter"``
+            when the fallback failed too).
+        signature: the signature class whose output fields were expected.
+        lm_response: the raw text the LM returned.
+        parsed_result: the fields that did parse, if any.
+        missing_fields: the output fields that could not be found or validated.
+    """
+
+    def __init__(
+        self,
+        adapter_name: str,
+        signature: Any,
+        lm_response: str,
+        message: str | None = None,
+        parsed_result: dict[str, Any] | None = None,
+        missing_fields: Sequence[str] = (),
+    ) -> None:
+        self.adapter_name = adapter_name
+        self.signature = signature
+        self.lm_response = lm_response
+        self.parsed_result = parsed_result or {}
+        self.missing_fields = list(missing_fields)
+        sig_text = getattr(signature, "signature", repr(signature))
+        text = f"{adapter_name} failed to parse the LM response for signature `{sig_text}`"
+        if message:
+            text += f": {message}"
+        if self.missing_fields:
+            text += f"\nMissing or invalid output fields: {', '.join(self.missing_fields)}"
+        preview = lm_response if len(lm_response) <= 2000 else lm_response[:2000] + "...[truncated]"
+        text += f"\n\nLM response:\n{preview}"
+        super().__init__(text)
+
+
+class LMError(BestOfNCoreError):
+    """A language-model request failed. ``status_code`` is the HTTP status when there was one."""
+
+    def __init__(self, message: str, *, model: str | None = None, status_code: int | None = None) -> None:
+        self.model = model
+        self.status_code = status_code
+        super().__init__(message)
+
+
+class LMTransientError(LMError):
+    """A failure worth retrying: rate limits, server errors, timeouts, dropped connections."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        model: str | None = None,
+        status_code: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, model=model, status_code=status_code)
+
+
+class LMRateLimitError(LMTransientError):
+    """HTTP 429: the provider asked us to slow down (``retry_after`` seconds when it said so)."""
+
+
+class LMServerError(LMTransientError):
+    """HTTP 5xx from the provider."""
+
+
+class LMTimeoutError(LMTransientError):
+    """The request took longer than the LM's ``timeout``."""
+
+
+class LMConnectionError(LMTransientError):
+    """The connection failed, was reset, or the response body was cut off or not valid."""
+
+
+class LMRequestError(LMError):
+    """A failure that retrying cannot fix: bad request, authentication, unknown model."""
+
+
+class LMAuthenticationError(LMRequestError):
+    """HTTP 401/403: the API key is missing or wrong."""
+
+
+class NoBackendError(ConfigurationError):
+    """No installed LM backend claims a model string."""
+
+
+class PluginError(BestOfNCoreError):
+    """Base class of plugin loading, registration and lookup errors."""
+
+
+class PluginLoadError(PluginError):
+    """A plugin failed to import or to register (raised only in strict mode; otherwise recorded)."""
+
+
+class RegistrationError(PluginError, TypeError):
+    """A plugin registered something of the wrong shape, or a name another plugin already took."""
+
+
+class UnknownNameError(PluginError, LookupError):
+    """A ``"plugin:name"`` reference names nothing that is registered."""
+
+
+class AmbiguousNameError(PluginError, LookupError):
+    """A bare ``"name"`` is offered by several plugins: qualify it as ``"plugin:name"``."""
+
+
+class SerializationError(BestOfNCoreError, ValueError):
+    """A file could not be saved or loaded (unknown suffix, corrupt content, refused pickle)."""
+
+
+class RewardError(BestOfNCoreError, ValueError):
+    """A reward function returned something that is not a finite number (a bug in the reward)."""
+
+
+if sys.version_info < (3, 11):  # pragma: no cover - exercised on Python 3.10 only
+    from exceptiongroup import ExceptionGroup
+
+
+class BestOfNError(BestOfNCoreError, ExceptionGroup):
+    """A BestOfN call failed: every attempt failed, or failures exceeded ``fail_count``.
+
+    It is an ``ExceptionGroup`` of each failed attempt's exception (so ``except*`` works), and
+    ``attempts`` holds every candidate that finished, successful ones included, so nothing is lost.
+    """
+
+    attempts: list[Any]
+
+    def __new__(cls, message: str, exceptions: Sequence[Exception], attempts: Sequence[Any] = ()) -> Self:
+        group = super().__new__(cls, message, list(exceptions))
+        group.attempts = list(attempts)
+        return group
+
+    def __init__(self, message: str, exceptions: Sequence[Exception], attempts: Sequence[Any] = ()) -> None:
+        super().__init__(message, list(exceptions))
+
+    def derive(self, excs: Sequence[Exception]) -> BestOfNError:
+        """Keep the attempts when ``except*`` splits the group."""
+        return BestOfNError(self.message, excs, self.attempts)

@@ -1,0 +1,1 @@
+"""Language models: BaseLM, LM, the response cache and call history."""

@@ -1,0 +1,1 @@
+"""Predictors: Predict and ChainOfThought."""

@@ -1,0 +1,191 @@
+"""Predict: one LM call that maps a signature's inputs to its outputs through an adapter."""
+
+from __future__ import annotations
+
+import types
+import typing
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from bestofn_core._runner import run_sync
+from bestofn_core.errors import ConfigurationError, SignatureError
+from bestofn_core.primitives.example import Example
+from bestofn_core.primitives.module import Module, Parameter
+from bestofn_core.primitives.prediction import Prediction
+from bestofn_core.settings import settings
+from bestofn_core.signatures import Signature, ensure_signature
+
+# keyword arguments of a call that configure it rather than fill input fields
+_CALL_OPTIONS = ("signature", "demos", "config", "lm")
+
+
+class Predict(Module, Parameter):
+    """Calls the LM once for a signature: ``Predict("question -> answer")(question="...")``.
+
+    Args:
+        signature: a signature string or class.
+        callbacks: callbacks for this predictor's calls.
+        **config: LM parameters for every call (``n``, ``temperature``, ...); a call's ``config=`` wins.
+
+    Attributes:
+        demos: few-shot examples (``Example`` or dicts) shown to the LM before the inputs.
+        lm: this predictor's LM (``None``: use ``settings.lm``).
+    """
+
+    def __init__(self, signature: str | type[Signature], callbacks: list[Any] | None = None, **config: Any):
+        super().__init__(callbacks=callbacks)
+        self.stage = uuid.uuid4().hex[:8]
+        self.signature: type[Signature] = ensure_signature(signature)
+        self.config: dict[str, Any] = config
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget demos and the LM set on this predictor."""
+        self.lm: Any = None
+        self.traces: list[Any] = []
+        self.train: list[Any] = []
+        self.demos: list[Any] = []
+
+    # ------------------------------------------------------------------ calling
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Prediction:
+        _refuse_positional(self, args)
+        result: Prediction = super().__call__(**kwargs)
+        return result
+
+    async def acall(self, *args: Any, **kwargs: Any) -> Prediction:
+        """Run asynchronously (native: the LM call awaits the backend)."""
+        _refuse_positional(self, args)
+        result: Prediction = await super().acall(**kwargs)
+        return result
+
+    def forward(self, **kwargs: Any) -> Prediction:
+        """Run synchronously on the library's event loop."""
+        return run_sync(self.aforward(**kwargs))
+
+    async def aforward(self, **kwargs: Any) -> Prediction:
+        """Format the inputs, call the LM, parse each completion, and record the trace."""
+        from bestofn_core.adapters import ChatAdapter
+
+        lm, config, signature, demos, inputs = self._prepare(kwargs)
+        adapter = settings.adapter or ChatAdapter()
+        completions = await adapter.acall(lm, config, signature, demos, inputs)
+        prediction = Prediction.from_completions(completions, signature=signature)
+        trace = settings.trace
+        if trace is not None:
+            trace.append((self, dict(inputs), prediction))
+        return prediction
+
+    def _prepare(
+        self, kwargs: dict[str, Any]
+    ) -> tuple[Any, dict[str, Any], type[Signature], list[Any], dict[str, Any]]:
+        signature = ensure_signature(kwargs.pop("signature", None) or self.signature)
+        demos = list(kwargs.pop("demos", None) or self.demos)
+        config = {**self.config, **(kwargs.pop("config", None) or {})}
+        lm = kwargs.pop("lm", None) or self.lm or settings.lm
+        if lm is None:
+            raise ConfigurationError(
+                "No LM is configured. Call bestofn_core.configure(lm=bestofn_core.LM('openai/gpt-4o-mini')), "
+                "set predictor.lm, or pass lm=... to the call."
+            )
+        inputs = _check_inputs(signature, kwargs)
+        return lm, config, signature, demos, inputs
+
+    # ------------------------------------------------------------------ state
+
+    def dump_state(self, json_mode: bool = True) -> dict[str, Any]:
+        """Demos, signature text and LM settings (never secrets)."""
+        demos = []
+        for demo in self.demos:
+            data = demo.toDict() if isinstance(demo, Example) else dict(demo)
+            if json_mode:
+                data = {k: _jsonable(v) for k, v in data.items()}
+            demos.append(data)
+        return {
+            "traces": [],
+            "train": [],
+            "demos": demos,
+            "signature": self.signature.dump_state(),
+            "lm": self.lm.dump_state() if self.lm is not None and hasattr(self.lm, "dump_state") else None,
+        }
+
+    def load_state(self, state: dict[str, Any]) -> Predict:
+        """Restore what ``dump_state`` wrote.
+
+        A saved LM's settings are applied to this predictor's current LM when it has one (keeping its
+        credentials); otherwise a new ``LM`` is built from them. A saved ``api_base`` is ignored unless
+        ``settings.allow_api_base_from_file`` is true, so a file cannot redirect requests to another host.
+        """
+        if not isinstance(state, Mapping):
+            raise ConfigurationError(f"Predictor state must be a dict, got {type(state).__name__}.")
+        self.demos = [Example(**demo) for demo in state.get("demos", [])]
+        if state.get("signature"):
+            self.signature = self.signature.load_state(state["signature"])
+        saved_lm = state.get("lm")
+        if saved_lm:
+            self.lm = _lm_from_state(dict(saved_lm), self.lm)
+        return self
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.signature.signature!r})"
+
+
+def _refuse_positional(predictor: Predict, args: tuple[Any, ...]) -> None:
+    if args:
+        names = ", ".join(f"{name}=..." for name in predictor.signature.input_fields) or "no inputs"
+        raise SignatureError(
+            f"{type(predictor).__name__} takes keyword arguments only (got {len(args)} positional). "
+            f"Call it as predictor({names})."
+        )
+
+
+def _check_inputs(signature: type[Signature], given: dict[str, Any]) -> dict[str, Any]:
+    expected = signature.input_fields
+    unknown = [name for name in given if name not in expected]
+    if unknown:
+        hint = ", ".join(expected) or "(none)"
+        raise SignatureError(
+            f"Unknown input field(s) {', '.join(unknown)} for signature `{signature.signature}`; "
+            f"its input fields are: {hint}."
+        )
+    missing = [name for name, info in expected.items() if name not in given and not _accepts_none(info)]
+    if missing:
+        raise SignatureError(
+            f"Missing input field(s) {', '.join(missing)} for signature `{signature.signature}`."
+        )
+    return dict(given)
+
+
+def _accepts_none(info: Any) -> bool:
+    annotation = getattr(info, "annotation", None)
+    if annotation is Any or annotation is type(None):
+        return True
+    origin = typing.get_origin(annotation)
+    return origin in (typing.Union, types.UnionType) and type(None) in typing.get_args(annotation)
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    if isinstance(value, Example):
+        return value.toDict()
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def _lm_from_state(saved: dict[str, Any], current: Any) -> Any:
+    if not settings.allow_api_base_from_file:
+        saved.pop("api_base", None)
+        saved.pop("base_url", None)
+    if current is not None and hasattr(current, "copy"):
+        return current.copy(**saved)
+    from bestofn_core.lm.lm import LM
+
+    model = saved.pop("model", None)
+    if not isinstance(model, str):
+        raise ConfigurationError("The saved LM state has no model string.")
+    return LM(model, **saved)

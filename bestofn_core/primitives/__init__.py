@@ -1,0 +1,1 @@
+"""Primitives: Example, Prediction, Module, callbacks, usage tracking."""

@@ -1,0 +1,171 @@
+"""Saving and loading programs: state files (format by suffix, through serializer plugins) and whole programs.
+
+State files hold each parameter's ``dump_state`` plus a ``metadata`` entry (format version and the
+versions of the libraries that wrote it). Whole programs (``save_program=True``) are a directory with
+``program.pkl`` (cloudpickle) and ``metadata.json``; loading them runs code, so it needs ``allow_pickle``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bestofn_core.errors import SerializationError
+
+if TYPE_CHECKING:
+    from bestofn_core.primitives.module import Module
+
+logger = logging.getLogger(__name__)
+
+#: Bumped when the layout of saved state changes incompatibly.
+FORMAT_VERSION = 1
+PROGRAM_FILE = "program.pkl"
+METADATA_FILE = "metadata.json"
+_TRACKED_PACKAGES = ("bestofn-core", "pydantic", "litellm", "cloudpickle", "orjson")
+
+
+def dependency_versions() -> dict[str, str]:
+    """Versions of Python and the libraries whose changes can break a saved program."""
+    import importlib_metadata
+
+    versions = {"python": f"{sys.version_info.major}.{sys.version_info.minor}"}
+    for package in _TRACKED_PACKAGES:
+        try:
+            versions[package] = importlib_metadata.version(package)
+        except importlib_metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def metadata() -> dict[str, Any]:
+    """The metadata entry written with every save."""
+    return {"format_version": FORMAT_VERSION, "dependency_versions": dependency_versions()}
+
+
+def check_metadata(saved: Any, source: Path) -> None:
+    """Refuse files from a newer format; warn when they were written with other library versions."""
+    if not isinstance(saved, dict):
+        logger.warning("%s has no metadata; it may come from another version of bestofn-core", source)
+        return
+    version = saved.get("format_version", FORMAT_VERSION)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise SerializationError(
+            f"{source} was saved in format version {version!r}, newer than this bestofn-core supports "
+            f"({FORMAT_VERSION}). Upgrade bestofn-core to load it."
+        )
+    saved_versions = saved.get("dependency_versions") or {}
+    current = dependency_versions()
+    different = {
+        name: (saved_versions[name], current.get(name))
+        for name in saved_versions
+        if saved_versions[name] != current.get(name)
+    }
+    if different:
+        listed = ", ".join(f"{name} {old} (now {new})" for name, (old, new) in sorted(different.items()))
+        logger.warning("%s was saved with different versions: %s. Loading may fail.", source, listed)
+
+
+def _serializer(path: Path) -> Any:
+    from bestofn_core.plugins import get_registry
+
+    return get_registry().serializer_for(path).obj
+
+
+def save_module(
+    module: Module,
+    path: str | Path,
+    *,
+    save_program: bool = False,
+    modules_to_serialize: list[Any] | None = None,
+) -> None:
+    """Write ``module``'s state to ``path`` (by suffix) or, with ``save_program``, the whole program."""
+    path = Path(path)
+    if save_program:
+        _save_program(module, path, modules_to_serialize or [])
+        return
+    serializer = _serializer(path)
+    state = module.dump_state(json_mode=not serializer.executes_code)
+    state["metadata"] = metadata()
+    serializer.dump(state, path)
+
+
+def _save_program(module: Module, directory: Path, modules_to_serialize: list[Any]) -> None:
+    import cloudpickle
+
+    if directory.suffix:
+        raise SerializationError(
+            f"save_program=True writes a directory, but {directory} has a file suffix "
+            f"({directory.suffix}). Pass a directory path such as {directory.with_suffix('')}."
+        )
+    if directory.exists() and not directory.is_dir():
+        raise SerializationError(f"{directory} exists and is not a directory.")
+    directory.mkdir(parents=True, exist_ok=True)
+    for extra in modules_to_serialize:
+        cloudpickle.register_pickle_by_value(extra)
+    try:
+        from bestofn_core._files import atomic_write_bytes
+
+        atomic_write_bytes(directory / PROGRAM_FILE, cloudpickle.dumps(module))
+    except Exception as exc:
+        raise SerializationError(f"Could not pickle the program into {directory}: {exc}") from exc
+    finally:
+        for extra in modules_to_serialize:
+            cloudpickle.unregister_pickle_by_value(extra)
+    _serializer(directory / METADATA_FILE).dump(metadata(), directory / METADATA_FILE)
+
+
+def load_state_file(path: str | Path, *, allow_pickle: bool = False) -> dict[str, Any]:
+    """Read a state file written by ``save_module`` (checks the metadata, refuses pickle by default)."""
+    path = Path(path)
+    if path.is_dir():
+        raise SerializationError(
+            f"{path} is a directory (a whole saved program): load it with bestofn_core.load(path, "
+            "allow_pickle=True)."
+        )
+    serializer = _serializer(path)
+    if serializer.executes_code and not allow_pickle:
+        raise SerializationError(
+            f"Loading {path} would run code stored in it ({path.suffix} files can execute anything). "
+            "Pass allow_pickle=True only for files you trust, or save as .json instead."
+        )
+    if not path.exists():
+        raise SerializationError(f"{path} does not exist.")
+    state = serializer.load(path)
+    if not isinstance(state, dict):
+        raise SerializationError(
+            f"{path} does not hold a saved program state (expected a mapping, got {type(state).__name__})."
+        )
+    check_metadata(state.pop("metadata", None), path)
+    return state
+
+
+def load_program(path: str | Path, *, allow_pickle: bool = False) -> Any:
+    """Load a whole program saved with ``save(dir, save_program=True)``."""
+    import cloudpickle
+
+    directory = Path(path)
+    if not allow_pickle:
+        raise SerializationError(
+            f"Loading the program in {directory} runs the code pickled in {PROGRAM_FILE}. "
+            "Pass allow_pickle=True only for programs you trust."
+        )
+    if not directory.is_dir() or not (directory / PROGRAM_FILE).exists():
+        raise SerializationError(
+            f"{directory} is not a saved program directory (it needs {PROGRAM_FILE} and {METADATA_FILE}). "
+            "For a state file, create the program and call program.load(path)."
+        )
+    meta_path = directory / METADATA_FILE
+    if meta_path.exists():
+        check_metadata(_serializer(meta_path).load(meta_path), meta_path)
+    try:
+        with open(directory / PROGRAM_FILE, "rb") as handle:
+            return cloudpickle.load(handle)
+    except Exception as exc:
+        raise SerializationError(f"Could not unpickle {directory / PROGRAM_FILE}: {exc}") from exc
+
+
+def load(path: str | Path, allow_pickle: bool = False) -> Any:
+    """Load a program saved with ``program.save(path, save_program=True)``; needs ``allow_pickle=True``."""
+    return load_program(path, allow_pickle=allow_pickle)

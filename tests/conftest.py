@@ -1,0 +1,62 @@
+"""Shared fixtures: a real OpenAI-compatible server on 127.0.0.1 and isolated settings, cache and plugins."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from typing import Any
+
+# before anything imports litellm or the cache: no network at import, no writes to the real home
+os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+os.environ.setdefault("BESTOFN_CACHE_DIR", tempfile.mkdtemp(prefix="bestofn-test-cache-"))
+
+import pytest
+
+import bestofn_core as bon
+from bestofn_core.lm.cache import configure_cache
+from bestofn_core.testing.openai_server import OpenAICompatServer
+
+
+@pytest.fixture(scope="session")
+def lm_server() -> Iterator[OpenAICompatServer]:
+    """One server for the whole session (fast); `server` resets it for each test."""
+    with OpenAICompatServer() as server:
+        yield server
+
+
+@pytest.fixture
+def server(lm_server: OpenAICompatServer) -> Iterator[OpenAICompatServer]:
+    """The session's server, reset before and after the test."""
+    lm_server.reset()
+    yield lm_server
+    lm_server.reset()
+
+
+@pytest.fixture(autouse=True)
+def isolated_state(tmp_path: Any) -> Iterator[None]:
+    """Fresh settings and a fresh, test-local response cache for every test."""
+    bon.settings.reset()
+    configure_cache(disk_cache_dir=tmp_path / "cache")
+    yield
+    bon.settings.reset()
+
+
+@pytest.fixture
+def make_lm(server: OpenAICompatServer) -> Callable[..., bon.LM]:
+    """Build an LM pointed at the test server (through litellm)."""
+
+    def make(model: str = "openai/test-model", **kwargs: Any) -> bon.LM:
+        kwargs.setdefault("api_key", "sk-test-key")
+        kwargs.setdefault("retry_base_delay", 0.01)
+        return bon.LM(model, api_base=server.url, **kwargs)
+
+    return make
+
+
+@pytest.fixture
+def lm(make_lm: Callable[..., bon.LM]) -> bon.LM:
+    """An LM pointed at the test server, configured as the default."""
+    model = make_lm()
+    bon.configure(lm=model)
+    return model
