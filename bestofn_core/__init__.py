@@ -9,6 +9,7 @@ from bestofn_core._version import __version__
 from bestofn_core.adapters import ChatAdapter, JSONAdapter
 from bestofn_core.best_of_n.best_of_n import BestOfN
 from bestofn_core.best_of_n.candidates import BestOfNPrediction, Candidate
+from bestofn_core.best_of_n.rewards import reward
 from bestofn_core.hookspecs import hookimpl
 from bestofn_core.lm.base import BaseLM
 from bestofn_core.lm.cache import configure_cache
@@ -51,6 +52,7 @@ __all__ = [
     "hookimpl",
     "inspect_history",
     "load",
+    "reward",
     "settings",
     "track_usage",
 ]

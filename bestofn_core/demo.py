@@ -1,9 +1,10 @@
 """A runnable demonstration: ``python -m bestofn_core.demo``.
 
 With no arguments it starts the bundled OpenAI-compatible test server on 127.0.0.1 (no API key, no
-network) and runs the quick-start program through litellm against it, printing the answer, the prompt
-and the token usage. With ``--api-base``/``--model`` it talks to a real OpenAI-compatible endpoint
-instead (the key comes from ``--api-key`` or the ``OPENAI_API_KEY`` environment variable).
+network) and runs the quick-start program through litellm against it: a ChainOfThought sampled by
+BestOfN with a one-word reward, printing every candidate, the winner, the token usage and the prompt.
+With ``--api-base``/``--model`` it talks to a real OpenAI-compatible endpoint instead (the key comes
+from ``--api-key`` or the ``OPENAI_API_KEY`` environment variable).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -23,6 +25,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--api-base", default=None, help="an OpenAI-compatible endpoint (default: local test server)"
     )
     parser.add_argument("--api-key", default=None)
+    parser.add_argument("-n", type=int, default=4, help="attempts (BestOfN's N)")
     args = parser.parse_args(argv)
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
@@ -35,26 +38,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bestofn_core.testing.openai_server import OpenAICompatServer
 
         server = OpenAICompatServer().start()
+        replies = [
+            "The capital of Belgium is Brussels.",
+            "Brussels, of course",
+            "Brussels",
+            "It is Brussels.",
+        ]
         server.set_responder(
             lambda request, index: {
-                "reasoning": "Belgium's seat of government and largest urban area is Brussels.",
-                "answer": "Brussels",
+                "reasoning": "Belgium's seat of government is Brussels.",
+                "answer": replies[(len(server.requests) - 1 + index) % len(replies)],
             }
         )
         api_base, api_key = server.url, "demo-key"
         print(f"(no --api-base given: using the bundled test server at {api_base})\n")
     try:
-        bon.configure(
-            lm=bon.LM(args.model, api_base=api_base, api_key=api_key, cache=False), track_usage=True
-        )
+        lm = bon.LM(args.model, api_base=api_base, api_key=api_key, cache=False)
+        bon.configure(lm=lm, track_usage=True)
         qa = bon.ChainOfThought("question -> answer")
-        prediction = qa(question=args.question)
-        print(f"Question:  {args.question}")
-        print(f"Reasoning: {prediction.reasoning}")
-        print(f"Answer:    {prediction.answer}")
-        print(f"Usage:     {prediction.get_lm_usage()}")
-        print("\nThe request the model saw:")
-        qa.inspect_history(n=1)
+
+        def one_word(inputs: dict[str, Any], pred: bon.Prediction) -> float:
+            return 1.0 if len(str(pred.answer).split()) == 1 else 0.0
+
+        best = bon.BestOfN(qa, N=args.n, reward_fn=one_word, threshold=1.0, concurrency=1)
+        prediction = best(question=args.question)
+        print(f"Question: {args.question}\n")
+        print(f"{'rollout':>7}  {'reward':>6}  answer")
+        for candidate in prediction.candidates:
+            answer = candidate.prediction.answer if candidate.prediction is not None else candidate.error
+            mark = "  <- winner" if candidate is prediction.winner else ""
+            print(f"{candidate.rollout_id:>7}  {candidate.reward!s:>6}  {answer}{mark}")
+        print(f"\nAnswer: {prediction.answer}")
+        print(f"Usage:  {prediction.get_lm_usage()}")
+        print("\nThe last request the model saw:")
+        lm.inspect_history(n=1)
     except bon.errors.BestOfNCoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -40,12 +40,18 @@ def answer_length(inputs: dict[str, Any], pred: bon.Prediction) -> float:
     return float(len(pred.answer))
 
 
+def min_length(n: int) -> Any:
+    """A reward factory: 1.0 when the answer has at least ``n`` characters."""
+    return lambda inputs, pred: float(len(pred.answer) >= n)
+
+
 class RewardPlugin:
-    """An in-process plugin offering a reward, registered for one test."""
+    """An in-process plugin offering rewards, registered for one test."""
 
     @bon.hookimpl
     def register_rewards(self, register: Any) -> None:
         register(answer_length, name="answer_length")
+        register(min_length, name="min_length", factory=True)
 
 
 @pytest.fixture
@@ -170,11 +176,11 @@ def test_concurrent_and_sequential_runs_choose_the_same_prediction(seed: int) ->
 
 
 def test_attempts_run_concurrently_against_the_server(lm: bon.LM, server: Any) -> None:
-    server.latency = 0.3
+    server.latency = 0.5
     bon.BestOfN(bon.Predict("question -> answer"), N=6, reward_fn=lambda a, p: 0.0)(question="q")
     arrivals = sorted(r.received_at for r in server.requests)
     assert len(arrivals) == 6
-    assert arrivals[-1] - arrivals[0] < 0.25  # all were in flight before the first answer came back
+    assert arrivals[-1] - arrivals[0] < server.latency  # all in flight before the first answer came back
 
 
 def test_early_stop_cancels_the_remaining_attempts() -> None:
@@ -355,7 +361,7 @@ def test_reward_by_plugin_reference(reward_plugin: None) -> None:
     )
     assert pred.answer == "abc"
     bare = bon.BestOfN(bon.Predict("question -> answer"), N=3, reward_fn="answer_length")
-    assert bare.reward_fn is answer_length
+    assert bare.reward_fn.fn is answer_length and bare.reward_fn.ref == "answer_length"
 
 
 def test_unknown_reward_reference_lists_the_available_ones(reward_plugin: None) -> None:
@@ -540,7 +546,7 @@ def test_save_and_load_restore_the_configuration(reward_plugin: None, tmp_path: 
     fresh = bon.BestOfN(bon.ChainOfThought("question -> answer"), N=1, reward_fn=lambda a, p: 0.0)
     fresh.load(tmp_path / "best.json")
     assert (fresh.N, fresh.threshold, fresh.fail_count, fresh.concurrency) == (5, 2.0, 1, 2)
-    assert fresh.reward_fn is answer_length and fresh.reward_ref == "testrewards:answer_length"
+    assert fresh.reward_fn.fn is answer_length and fresh.reward_fn.ref == "testrewards:answer_length"
     assert fresh.module.predict.demos[0].answer == "a"
 
 
@@ -556,3 +562,19 @@ def test_a_callable_reward_is_not_saved_and_stays_as_it_is_on_load(tmp_path: Pat
 def test_no_lm_anywhere_is_a_clear_error() -> None:
     with pytest.raises(ConfigurationError, match="no LM"):
         bon.BestOfN(bon.Predict("q -> a"), N=2, reward_fn=lambda a, p: 0.0)(q="x")
+
+
+def test_parameterised_rewards_are_built_saved_and_restored(reward_plugin: None, tmp_path: Path) -> None:
+    bon.configure(lm=DummyLM(by_rollout({0: "a", 1: "abc", 2: "abcd"})))
+    at_least_3 = bon.reward("testrewards:min_length", n=3)
+    best = bon.BestOfN(bon.Predict("question -> answer"), N=3, reward_fn=at_least_3, threshold=1.0)
+    assert best(question="q").answer == "abc"
+    best.save(tmp_path / "b.json")
+    fresh = bon.BestOfN(bon.Predict("question -> answer"), N=1, reward_fn=lambda a, p: 0.0)
+    fresh.load(tmp_path / "b.json")
+    assert fresh.reward_fn.ref == "testrewards:min_length" and fresh.reward_fn.params == {"n": 3}
+    assert fresh(question="q").answer == "abc"
+    with pytest.raises(ConfigurationError, match="min_length.*Pass its parameters"):
+        bon.reward("testrewards:min_length")
+    with pytest.raises(ConfigurationError, match="takes no parameters"):
+        bon.reward("testrewards:answer_length", n=2)

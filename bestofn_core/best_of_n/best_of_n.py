@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from bestofn_core._validation import validate_arguments
 from bestofn_core.best_of_n.candidates import BestOfNPrediction, Candidate
 from bestofn_core.best_of_n.outcome import Outcome
-from bestofn_core.best_of_n.rewards import resolve_reward, score
+from bestofn_core.best_of_n.rewards import PluginReward, resolve_reward, reward, score
 from bestofn_core.errors import ConfigurationError, RewardError
 from bestofn_core.primitives.module import Module
 from bestofn_core.primitives.prediction import Prediction
@@ -114,7 +114,6 @@ class BestOfN(Module):
         self.concurrency = checked.concurrency
         self.sampling: Sampling = checked.sampling
         self.temperature = checked.temperature
-        self.reward_ref: str | None = reward_fn if isinstance(reward_fn, str) else None
         self.reward_fn = resolve_reward(reward_fn)
         self.policy_ref: str | None = policy if isinstance(policy, str) else None
         self.policy = _resolve_policy(policy)
@@ -317,7 +316,8 @@ class BestOfN(Module):
             "concurrency": self.concurrency,
             "sampling": self.sampling,
             "temperature": self.temperature,
-            "reward_fn": self.reward_ref,
+            "reward_fn": self.reward_fn.ref if isinstance(self.reward_fn, PluginReward) else None,
+            "reward_params": self.reward_fn.params if isinstance(self.reward_fn, PluginReward) else {},
             "policy": self.policy_ref,
         }
         return state
@@ -340,8 +340,7 @@ class BestOfN(Module):
             checked.temperature,
         )
         if config.get("reward_fn"):
-            self.reward_fn = resolve_reward(config["reward_fn"])
-            self.reward_ref = config["reward_fn"]
+            self.reward_fn = reward(config["reward_fn"], **(config.get("reward_params") or {}))
         if config.get("policy"):
             self.policy = _resolve_policy(config["policy"])
             self.policy_ref = config["policy"]

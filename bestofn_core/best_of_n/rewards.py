@@ -14,13 +14,46 @@ from bestofn_core.primitives.module import Module
 from bestofn_core.primitives.prediction import Prediction
 
 
-def resolve_reward(reward_fn: Any) -> Callable[..., Any]:
-    """The callable behind ``reward_fn`` (a ``"plugin:name"`` string is looked up in the registry)."""
-    if isinstance(reward_fn, str):
-        from bestofn_core.plugins import get_registry
+class PluginReward:
+    """A reward built from the registry by reference, remembering how (so BestOfN can save it).
 
-        reward: Callable[..., Any] = get_registry().get("reward", reward_fn)
-        return reward
+    Made by ``bestofn_core.reward("plugin:name", **params)``; calling it calls the built reward.
+    """
+
+    def __init__(self, ref: str, params: dict[str, Any], fn: Callable[..., Any]) -> None:
+        self.ref = ref
+        self.params = params
+        self.fn = fn
+
+    def __call__(self, inputs: dict[str, Any], prediction: Prediction) -> Any:
+        return self.fn(inputs, prediction)
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        return f"reward({self.ref!r}{', ' + shown if shown else ''})"
+
+
+def reward(ref: str, /, **params: Any) -> PluginReward:
+    """The registered reward ``ref`` (``"plugin:name"``), built with ``params`` if it is a factory.
+
+    ``reward("text:max_words", n=1)`` builds a parameterised reward; use it as ``reward_fn=``.
+    """
+    from bestofn_core.plugins import get_registry
+
+    try:
+        built = get_registry().build_reward(ref, **params)
+    except TypeError as exc:
+        raise ConfigurationError(
+            f"Could not build the reward {ref!r} with {params or 'no parameters'}: {exc}. "
+            f"Pass its parameters with bestofn_core.reward({ref!r}, name=value, ...)."
+        ) from exc
+    return PluginReward(ref, dict(params), built)
+
+
+def resolve_reward(reward_fn: Any) -> Callable[..., Any]:
+    """The callable behind ``reward_fn`` (a ``"plugin:name"`` string is built from the registry)."""
+    if isinstance(reward_fn, str):
+        return reward(reward_fn)
     if not callable(reward_fn):
         raise ConfigurationError(
             f"reward_fn must be a callable reward_fn(inputs, prediction) -> float, an async callable, a "
@@ -39,6 +72,8 @@ async def score(reward: Callable[..., Any], inputs: dict[str, Any], prediction: 
 
     Async rewards are awaited, Modules run through ``acall``, and sync callables run in a worker thread.
     """
+    if isinstance(reward, PluginReward):
+        reward = reward.fn
     if isinstance(reward, Module):
         value = await reward.acall(inputs, prediction)
     elif inspect.iscoroutinefunction(reward) or inspect.iscoroutinefunction(type(reward).__call__):
