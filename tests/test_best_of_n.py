@@ -578,3 +578,22 @@ def test_parameterised_rewards_are_built_saved_and_restored(reward_plugin: None,
         bon.reward("testrewards:min_length")
     with pytest.raises(ConfigurationError, match="takes no parameters"):
         bon.reward("testrewards:answer_length", n=2)
+
+
+def test_the_module_api_works_on_a_bestofn(tmp_path: Path) -> None:
+    qa = bon.ChainOfThought("question -> answer")
+    best = bon.BestOfN(qa, N=2, reward_fn=answer_length, threshold=5.0)
+    assert [name for name, _ in best.named_predictors()] == ["module.predict"]
+    assert [name for name, _ in best.named_sub_modules()][:2] == ["self", "self.module"]
+    copied = best.deepcopy()
+    assert copied.module is not qa and copied.N == 2 and copied.reward_fn is answer_length
+    lm = DummyLM(lambda r, i: {"reasoning": "r", "answer": ["a", "bb"][int(r.rollout_id or 0)]})
+    best.set_lm(lm)
+    assert best.get_lm() is lm
+    best.save(tmp_path / "whole", save_program=True)
+    loaded = bon.load(tmp_path / "whole", allow_pickle=True)
+    assert isinstance(loaded, bon.BestOfN) and loaded.threshold == 5.0
+    loaded.set_lm(lm)
+    assert loaded(question="q").answer == "bb"
+    assert len(loaded.module.predict.history) == 2
+    assert len(loaded.history) == 2 and "bb" in loaded.inspect_history(n=2)

@@ -105,6 +105,15 @@ class DummyLM(BaseLM):
             return answer
         return render_fields("json" if form == "json" else "chat", dict(answer))
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state.pop("_lock", None)  # locks do not pickle; a new one is made on load
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     def copy(self, **kwargs: Any) -> DummyLM:
         """A copy sharing the script, the request log and the counter."""
         new = super().copy(**kwargs)
