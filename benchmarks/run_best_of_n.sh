@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Best-of-N benchmark, one command from the repository root:
+#
+#     bash benchmarks/run_best_of_n.sh [--repeats 7] [--cpu-repeats 5] [--cpu-calls 20]
+#
+# Creates benchmarks/.venv if it is missing, installs dspy==3.4.1 and this repository (editable) into it,
+# then runs benchmarks/best_of_n.py with that environment's Python: bestofn-core against DSPy 3.4.1 on
+# the same local test server, printing ratios and writing benchmarks/results/best_of_n.{json,md}.
+# Nothing reaches the internet at run time (LITELLM_LOCAL_MODEL_COST_MAP=True in every process).
+# Set BENCH_PYTHON to choose the interpreter the environment is created with (default: python3).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+venv=benchmarks/.venv
+export LITELLM_LOCAL_MODEL_COST_MAP=True
+
+if [ ! -x "$venv/bin/python" ]; then
+    echo "creating $venv"
+    "${BENCH_PYTHON:-python3}" -m venv "$venv"
+fi
+
+# (re)install only when dspy 3.4.1 or this checkout's bestofn_core is not what the environment imports
+if ! "$venv/bin/python" - <<'PY' 2>/dev/null; then
+import importlib.metadata
+import pathlib
+import sys
+
+import bestofn_core
+
+assert importlib.metadata.version("dspy") == "3.4.1"
+assert pathlib.Path(bestofn_core.__file__).resolve().parent == pathlib.Path("bestofn_core").resolve()
+sys.exit(0)
+PY
+    echo "installing dspy==3.4.1 and bestofn-core (editable) into $venv (about a minute the first time)"
+    log="$venv/install.log"
+    if ! "$venv/bin/python" -m pip install --disable-pip-version-check "dspy==3.4.1" -e . >"$log" 2>&1; then
+        tail -n 40 "$log"
+        echo "installation failed; full log in $log" >&2
+        exit 2
+    fi
+fi
+
+exec "$venv/bin/python" benchmarks/best_of_n.py "$@"
