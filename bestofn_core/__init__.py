@@ -15,6 +15,7 @@ from bestofn_core.lm.base import BaseLM
 from bestofn_core.lm.cache import configure_cache
 from bestofn_core.lm.history import inspect_history
 from bestofn_core.lm.lm import LM
+from bestofn_core.parallel import Parallel
 from bestofn_core.predict.chain_of_thought import ChainOfThought
 from bestofn_core.predict.predict import Predict
 from bestofn_core.primitives.callbacks import BaseCallback
@@ -41,6 +42,7 @@ __all__ = [
     "JSONAdapter",
     "Module",
     "OutputField",
+    "Parallel",
     "Predict",
     "Prediction",
     "Signature",

@@ -169,3 +169,26 @@ class BestOfNError(BestOfNCoreError, ExceptionGroup):
     def derive(self, excs: Sequence[Exception]) -> BestOfNError:
         """Keep the attempts when ``except*`` splits the group."""
         return BestOfNError(self.message, excs, self.attempts)
+
+
+class BatchError(BestOfNCoreError):
+    """A batch (``Module.batch``, ``Parallel``) stopped because failures reached ``max_errors``.
+
+    The remaining work was cancelled. The message says how many examples failed and shows the first
+    causes; the first failure's exception is also the ``__cause__``.
+
+    Attributes:
+        failures: ``(index, example, exception)`` of every failed example, in the order they failed.
+        results: one slot per example, in input order: the result of each example that finished,
+            ``None`` for the failed and the cancelled ones.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        failures: Sequence[tuple[int, Any, BaseException]] = (),
+        results: Sequence[Any] = (),
+    ) -> None:
+        self.failures = list(failures)
+        self.results = list(results)
+        super().__init__(message)

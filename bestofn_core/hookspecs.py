@@ -161,10 +161,14 @@ def register_serializers(register: RegisterSerializer) -> None:
 
 @hookspec
 def register_executors(register: RegisterExecutor) -> None:
-    """Register batch executors, which run a function over many inputs for ``Module.batch``.
+    """Register batch executors: where the calls of ``Module.batch`` / ``Parallel`` run.
 
-    Called once per plugin when the registry is built (the first time an executor is looked up).
+    Called once per plugin when the registry is built (the first time an executor is looked up, e.g. by
+    ``module.batch(examples, executor="plugin:name")``).
 
     :param register: call ``register(executor, name=...)`` once per executor; ``executor`` must satisfy
-        ``bestofn_core.protocols.Executor`` (``map(fn, items, *, num_threads, timeout)``).
+        ``bestofn_core.protocols.Executor``: ``open(*, num_workers)`` returns a session for one batch whose
+        ``submit(call)`` starts a ``BatchCall`` and returns an ``asyncio.Future`` of its result (cancelling
+        the future cancels the call) and whose ``async aclose()`` releases its workers. Ordering, error
+        budget, stragglers and progress are the kernel's: an executor only starts and cancels calls.
     """

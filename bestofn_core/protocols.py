@@ -6,12 +6,14 @@ when they register (see ``bestofn_core.plugins``), and the error names the plugi
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    import asyncio
+
     from bestofn_core.primitives.prediction import Prediction
 
 
@@ -148,19 +150,80 @@ class Serializer(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class BatchCall:
+    """One call of a batch (one example, one try), as the kernel hands it to an executor.
+
+    In-process executors call ``run`` (on a worker thread) or await ``arun`` (on the event loop). An
+    executor that runs calls in other processes or machines ships ``fn``, ``args`` and ``kwargs`` there
+    and calls ``fn(*args, **kwargs)``; it must bring along the settings the call needs (``submit`` runs in
+    the caller's context, so ``bestofn_core.settings`` reads the caller's values there).
+
+    Attributes:
+        index: the example's position in the batch.
+        attempt: 0 for the first try; 1 for the second try of a straggler (see ``Module.batch``).
+        fn: the module (or callable) to call.
+        args: positional arguments of the call.
+        kwargs: keyword arguments of the call (an example's inputs).
+        run: runs the call to completion and returns its result (or raises), blocking the calling thread.
+            It enters a copy of the caller's ``contextvars`` context (settings) and tracks usage per call,
+            so any thread may call it, once.
+        arun: returns a coroutine running the call natively (``module.acall``) with per-call usage
+            tracking. Await it in the caller's context: a task created in ``submit`` inherits it.
+    """
+
+    index: int
+    attempt: int
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: Mapping[str, Any]
+    run: Callable[[], Any]
+    arun: Callable[[], Awaitable[Any]]
+
+
+@runtime_checkable
+class ExecutorSession(Protocol):
+    """One batch's use of an executor: starts calls and is closed when the batch ends.
+
+    Returned by ``Executor.open``. Every method is called on the event loop that runs the batch.
+    """
+
+    def submit(self, call: BatchCall, /) -> asyncio.Future[Any]:
+        """Start ``call`` and return a future of its result, bound to the running event loop.
+
+        The future's result is the call's return value, its exception the call's exception. Cancelling
+        the future must cancel the call as far as the executor can: a call that has not started must
+        never start; a running one should be interrupted where possible (an asyncio task, a remote task)
+        and may otherwise run on, its result ignored (a thread cannot be interrupted). ``submit`` must not
+        block; it may raise when the executor itself is broken, which ends the batch with that error.
+        """
+        ...
+
+    async def aclose(self) -> None:
+        """Release what the session holds (worker threads, connections). Called once, last.
+
+        By then every future ``submit`` returned is done or cancelled. Wait for workers that are idle;
+        do not wait for calls that were cancelled while running (the batch must not hang on them).
+        """
+        ...
+
+
 @runtime_checkable
 class Executor(Protocol):
-    """Runs a function over many inputs (``Module.batch``). Registered by ``register_executors``."""
+    """Where the calls of a batch run (``Module.batch``, ``Parallel``). Registered by ``register_executors``.
 
-    def map(
-        self,
-        fn: Callable[[Any], Any],
-        items: Sequence[Any],
-        *,
-        num_threads: int,
-        timeout: float | None,
-    ) -> Iterator[tuple[int, Any, BaseException | None]]:
-        """Yield ``(index, result, exception)`` for each item, in completion order."""
+    An executor only starts calls and cancels them. Everything else a batch promises (results in input
+    order, the ``num_threads`` bound, ``max_errors``, straggler resubmission, the progress bar, failed
+    examples, usage tracking) is done once by the kernel (``bestofn_core.parallel``) for every executor.
+    """
+
+    def open(self, *, num_workers: int) -> ExecutorSession:
+        """Start a session for one batch; called on the event loop that runs the batch.
+
+        ``num_workers`` is the batch's ``num_threads``: the kernel keeps at most that many calls in flight,
+        plus at most ``straggler_limit`` second tries near the end of the batch. One executor object may
+        serve several batches at once, so per-batch state belongs in the session.
+        """
         ...
 
 

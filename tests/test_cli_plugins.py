@@ -128,8 +128,8 @@ def test_plugins_shows_in_process_plugins(capsys: pytest.CaptureFixture[str]) ->
         def register_executors(self, register: Any) -> None:
             register(self, name="inline")
 
-        def map(self, fn: Any, items: Any, *, num_threads: int, timeout: float | None) -> Any:
-            return iter(())
+        def open(self, *, num_workers: int) -> Any:
+            return None
 
     get_plugin_manager().register(InProcess(), name="inproc")
     assert main(["plugins"]) == 0

@@ -385,3 +385,13 @@ def test_history_is_bounded(lm: bon.LM, server: Any) -> None:
         qa(question=f"q{i}")
     assert len(lm.history) == 3 and len(qa.history) == 3
     assert "q4" in str(lm.history[-1]["messages"])
+
+
+def test_deepcopy_starts_a_fresh_history_and_shares_callbacks() -> None:
+    recorder = Recorder()
+    program = Pipeline()
+    program.callbacks = [recorder]
+    program.history.extend({"entry": i} for i in range(100))
+    copied = program.deepcopy()
+    assert copied.history == [] and len(program.history) == 100
+    assert copied.callbacks[0] is recorder and copied.callbacks is not program.callbacks

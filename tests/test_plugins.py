@@ -92,10 +92,8 @@ class Policy:
 class Executor:
     """A valid executor."""
 
-    def map(
-        self, fn: Callable[[Any], Any], items: Sequence[Any], *, num_threads: int, timeout: float | None
-    ) -> Any:
-        return iter(())
+    def open(self, *, num_workers: int) -> Any:
+        return None
 
 
 class Serializer:
@@ -366,8 +364,8 @@ class NoLoad:
     def dump(self, state: Any, path: Path) -> None: ...
 
 
-class NotCallableMap:
-    map = 3
+class NotCallableOpen:
+    open = 3
 
 
 BACKENDS, REWARDS, SERIALIZERS = "register_lm_backends", "register_rewards", "register_serializers"
@@ -387,8 +385,8 @@ EXECUTORS, POLICIES = "register_executors", "register_selection_policies"
             'serializer "s".*missing method "load"',
         ),
         (SERIALIZERS, lambda r: r(Serializer(), name="s", suffixes=("yaml",)), 'must start with "."'),
-        (EXECUTORS, lambda r: r(object(), name="e"), 'executor "e".*Executor: missing method "map"'),
-        (EXECUTORS, lambda r: r(NotCallableMap(), name="e"), '"map" must be a method'),
+        (EXECUTORS, lambda r: r(object(), name="e"), 'executor "e".*Executor: missing method "open"'),
+        (EXECUTORS, lambda r: r(NotCallableOpen(), name="e"), '"open" must be a method'),
         (POLICIES, lambda r: r(object(), name="p"), 'policy "p".*missing method "should_stop"'),
         (REWARDS, lambda r: r(42, name="x"), 'reward "x".*42 is not callable'),
         (REWARDS, lambda r: r(lambda only_one: 0.0, name="x"), r"reward\(inputs, prediction\)"),

@@ -18,6 +18,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "bestofn_core.default_plugins.json_serializer",
     "bestofn_core.default_plugins.pickle_serializer",
     "bestofn_core.default_plugins.selection_policies",
+    "bestofn_core.default_plugins.executors",
 )
 
 # Singular kind words only: a module offering several items (``selection_policies``) keeps its name.

@@ -22,6 +22,7 @@ from bestofn_core.errors import LMServerError, LMTransientError
 from bestofn_core.lm.cache import get_cache, request_key
 from bestofn_core.lm.credentials import split_kwargs, without_secrets
 from bestofn_core.lm.history import pretty_print_history, record
+from bestofn_core.lm.limiter import request_slot
 from bestofn_core.primitives.callbacks import with_callbacks
 from bestofn_core.protocols import LMRequest, LMResponse
 from bestofn_core.settings import settings
@@ -209,7 +210,9 @@ class BaseLM:
         attempt = 0
         while True:
             try:
-                response = await self.acomplete(request)
+                # a max_concurrency slot is held for the request only, not for the backoff sleep below
+                async with request_slot():
+                    response = await self.acomplete(request)
                 if not response.outputs:
                     raise LMServerError(f"{self.model} returned no choices", model=self.model)
                 return response

@@ -12,10 +12,10 @@ import copy
 import logging
 import re
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from bestofn_core._runner import run_in_thread, run_sync
 from bestofn_core.errors import ConfigurationError
@@ -25,12 +25,16 @@ from bestofn_core.primitives.usage import UsageTracker
 from bestofn_core.settings import settings
 
 if TYPE_CHECKING:
+    from bestofn_core.parallel.parallel import BatchResult
     from bestofn_core.predict.predict import Predict
+    from bestofn_core.protocols import Executor
 
 logger = logging.getLogger(__name__)
 
 # attributes that are bookkeeping, not part of a program's structure
 _NOT_STRUCTURE = frozenset({"callbacks", "history", "_compiled"})
+# how copies treat bookkeeping: a fresh history, the same callback objects
+_NOT_DEEP_COPIED: dict[str, Callable[[Any], Any]] = {"history": lambda _: [], "callbacks": list}
 
 
 class Parameter:
@@ -104,6 +108,171 @@ class Module:
         if type(self).forward is not Module.forward:
             return await run_in_thread(self.forward, *args, **kwargs)
         raise NotImplementedError(f"{type(self).__name__} must define forward() or aforward().")
+
+    # ------------------------------------------------------------------ batches
+
+    # overloads: the return type follows return_failed_examples, so results[i].field type-checks
+    @overload
+    def batch(
+        self,
+        examples: Sequence[Any],
+        num_threads: int | None = ...,
+        max_errors: int | None = ...,
+        return_failed_examples: Literal[False] = ...,
+        provide_traceback: bool | None = ...,
+        disable_progress_bar: bool = ...,
+        timeout: float | None = ...,
+        straggler_limit: int = ...,
+        *,
+        executor: str | Executor | None = ...,
+    ) -> list[Any]: ...
+
+    @overload
+    def batch(
+        self,
+        examples: Sequence[Any],
+        num_threads: int | None = ...,
+        max_errors: int | None = ...,
+        *,
+        return_failed_examples: Literal[True],
+        provide_traceback: bool | None = ...,
+        disable_progress_bar: bool = ...,
+        timeout: float | None = ...,
+        straggler_limit: int = ...,
+        executor: str | Executor | None = ...,
+    ) -> tuple[list[Any], list[Any], list[BaseException]]: ...
+
+    @overload
+    def batch(
+        self,
+        examples: Sequence[Any],
+        num_threads: int | None = ...,
+        max_errors: int | None = ...,
+        return_failed_examples: bool = ...,
+        provide_traceback: bool | None = ...,
+        disable_progress_bar: bool = ...,
+        timeout: float | None = ...,
+        straggler_limit: int = ...,
+        *,
+        executor: str | Executor | None = ...,
+    ) -> BatchResult: ...
+
+    def batch(
+        self,
+        examples: Sequence[Any],
+        num_threads: int | None = None,
+        max_errors: int | None = None,
+        return_failed_examples: bool = False,
+        provide_traceback: bool | None = None,
+        disable_progress_bar: bool = False,
+        timeout: float | None = 120,
+        straggler_limit: int = 3,
+        *,
+        executor: str | Executor | None = None,
+    ) -> BatchResult:
+        """Run the module on every example concurrently; results come back in input order.
+
+        An ``Example`` is passed as ``module(**example.inputs())``, a dict as ``module(**example)``.
+        A failed example's slot is ``None``. Arguments are those of ``bestofn_core.Parallel``
+        (see docs/batch.md): ``num_threads`` (default ``settings.num_threads``), ``max_errors`` (default
+        ``settings.max_errors``, ``None``: no limit; reaching it cancels the rest and raises
+        ``BatchError``), ``return_failed_examples`` (return ``(results, failed_examples, exceptions)``),
+        ``provide_traceback``, ``disable_progress_bar``, ``timeout`` and ``straggler_limit`` (a call
+        running past ``timeout`` once at most ``straggler_limit`` examples remain gets a second try; the
+        first to succeed wins) and ``executor`` (``"asyncio"``, ``"threads"``, a plugin's name or an
+        executor object; default ``"asyncio"`` when this module has its own ``aforward``, else
+        ``"threads"``). Blocks the calling thread, never an event loop: use ``abatch`` in async code.
+        """
+        from bestofn_core.parallel.parallel import batch
+
+        return batch(
+            self,
+            examples,
+            f"{type(self).__name__}.batch(...)",
+            num_threads=num_threads,
+            max_errors=max_errors,
+            return_failed_examples=return_failed_examples,
+            provide_traceback=provide_traceback,
+            disable_progress_bar=disable_progress_bar,
+            timeout=timeout,
+            straggler_limit=straggler_limit,
+            executor=executor,
+        )
+
+    @overload
+    async def abatch(
+        self,
+        examples: Sequence[Any],
+        num_threads: int | None = ...,
+        max_errors: int | None = ...,
+        return_failed_examples: Literal[False] = ...,
+        provide_traceback: bool | None = ...,
+        disable_progress_bar: bool = ...,
+        timeout: float | None = ...,
+        straggler_limit: int = ...,
+        *,
+        executor: str | Executor | None = ...,
+    ) -> list[Any]: ...
+
+    @overload
+    async def abatch(
+        self,
+        examples: Sequence[Any],
+        num_threads: int | None = ...,
+        max_errors: int | None = ...,
+        *,
+        return_failed_examples: Literal[True],
+        provide_traceback: bool | None = ...,
+        disable_progress_bar: bool = ...,
+        timeout: float | None = ...,
+        straggler_limit: int = ...,
+        executor: str | Executor | None = ...,
+    ) -> tuple[list[Any], list[Any], list[BaseException]]: ...
+
+    @overload
+    async def abatch(
+        self,
+        examples: Sequence[Any],
+        num_threads: int | None = ...,
+        max_errors: int | None = ...,
+        return_failed_examples: bool = ...,
+        provide_traceback: bool | None = ...,
+        disable_progress_bar: bool = ...,
+        timeout: float | None = ...,
+        straggler_limit: int = ...,
+        *,
+        executor: str | Executor | None = ...,
+    ) -> BatchResult: ...
+
+    async def abatch(
+        self,
+        examples: Sequence[Any],
+        num_threads: int | None = None,
+        max_errors: int | None = None,
+        return_failed_examples: bool = False,
+        provide_traceback: bool | None = None,
+        disable_progress_bar: bool = False,
+        timeout: float | None = 120,
+        straggler_limit: int = 3,
+        *,
+        executor: str | Executor | None = None,
+    ) -> BatchResult:
+        """``batch`` for async code: runs on the running event loop, at most ``num_threads`` at once."""
+        from bestofn_core.parallel.parallel import abatch
+
+        return await abatch(
+            self,
+            examples,
+            f"{type(self).__name__}.abatch(...)",
+            num_threads=num_threads,
+            max_errors=max_errors,
+            return_failed_examples=return_failed_examples,
+            provide_traceback=provide_traceback,
+            disable_progress_bar=disable_progress_bar,
+            timeout=timeout,
+            straggler_limit=straggler_limit,
+            executor=executor,
+        )
 
     @contextmanager
     def _calling(self) -> Iterator[UsageTracker | None]:
@@ -228,13 +397,20 @@ class Module:
     # ------------------------------------------------------------------ copies
 
     def deepcopy(self) -> Module:
-        """A deep copy; attributes that cannot be deep-copied are shallow-copied (logged)."""
+        """A deep copy; attributes that cannot be deep-copied are shallow-copied (logged).
+
+        The copy starts with an empty ``history`` and shares the callback objects: copying a long
+        history on every copy would make repeated copies (one per BestOfN attempt) ever slower.
+        """
         try:
             return copy.deepcopy(self)
         except Exception:
             logger.debug("copy.deepcopy(%s) failed; copying attribute by attribute", type(self).__name__)
         new = type(self).__new__(type(self))
         for name, value in self.__dict__.items():
+            if name in _NOT_DEEP_COPIED:
+                new.__dict__[name] = _NOT_DEEP_COPIED[name](value)
+                continue
             if isinstance(value, Module):
                 new.__dict__[name] = value.deepcopy()
                 continue
@@ -250,6 +426,16 @@ class Module:
                     new.__dict__[name] = copy.copy(value)
                 except Exception:
                     new.__dict__[name] = value
+        return new
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Module:
+        new = type(self).__new__(type(self))
+        memo[id(self)] = new
+        for name, value in self.__dict__.items():
+            if name in _NOT_DEEP_COPIED:
+                new.__dict__[name] = _NOT_DEEP_COPIED[name](value)
+            else:
+                new.__dict__[name] = copy.deepcopy(value, memo)
         return new
 
     def reset_copy(self) -> Module:
