@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -220,7 +220,10 @@ def test_unwritable_cache_directory_falls_back_to_memory(make_lm: Any, server: A
     assert len(server.requests) == 1
 
 
-def test_cache_dir_comes_from_the_environment() -> None:
-    from bestofn_core.lm.cache import DEFAULT_CACHE_DIR
-
-    assert str(DEFAULT_CACHE_DIR) == os.environ["BESTOFN_CACHE_DIR"]
+def test_cache_dir_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    monkeypatch.setenv("BESTOFN_CACHE_DIR", str(tmp_path / "from-env"))
+    cache = configure_cache()
+    assert cache.directory == tmp_path / "from-env"
+    monkeypatch.delenv("BESTOFN_CACHE_DIR")
+    assert configure_cache().directory == Path.home() / ".bestofn_cache"
+    assert configure_cache(enable_disk_cache=False).directory is None

@@ -21,7 +21,10 @@ import orjson
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_CACHE_DIR = Path(os.environ.get("BESTOFN_CACHE_DIR", Path.home() / ".bestofn_cache"))
+
+def default_cache_dir() -> Path:
+    """``$BESTOFN_CACHE_DIR``, else ``~/.bestofn_cache`` (read when the cache is created, not at import)."""
+    return Path(os.environ.get("BESTOFN_CACHE_DIR") or Path.home() / ".bestofn_cache")
 
 
 def request_key(request: dict[str, Any]) -> str:
@@ -41,7 +44,7 @@ class ResponseCache:
 
     def __init__(
         self,
-        directory: str | os.PathLike[str] | None = DEFAULT_CACHE_DIR,
+        directory: str | os.PathLike[str] | None,
         *,
         enable_memory: bool = True,
         memory_entries: int = 10_000,
@@ -166,7 +169,7 @@ def get_cache() -> ResponseCache:
     """The process-wide response cache (created on first use)."""
     global _cache
     if _cache is None:
-        _cache = ResponseCache()
+        _cache = ResponseCache(default_cache_dir())
     return _cache
 
 
@@ -182,7 +185,9 @@ def configure_cache(
     global _cache
     if _cache is not None:
         _cache.close()
-    directory = (Path(disk_cache_dir) if disk_cache_dir else DEFAULT_CACHE_DIR) if enable_disk_cache else None
+    directory = (
+        (Path(disk_cache_dir) if disk_cache_dir else default_cache_dir()) if enable_disk_cache else None
+    )
     _cache = ResponseCache(
         directory,
         enable_memory=enable_memory_cache,
