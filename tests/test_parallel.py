@@ -544,7 +544,8 @@ def test_executor_by_plugin_name_and_by_object(counting_executor: CountingExecut
 
 
 def test_builtin_executors_by_qualified_name() -> None:
-    assert get_registry().names("executor") == ["executors:asyncio", "executors:threads"]
+    names = get_registry().names("executor")  # installed plugins (e.g. ray) may add more
+    assert {"executors:asyncio", "executors:threads"} <= set(names)
     assert Recorder().batch(questions(1), executor="executors:threads")[0].answer == "A:q0"
     assert parallel_with(executor="executors:asyncio")[0].answer == "A:q0"
 
@@ -557,9 +558,9 @@ def parallel_with(**kwargs: Any) -> list[Any]:
 
 def test_an_unknown_executor_name_lists_the_available_ones() -> None:
     with pytest.raises(
-        UnknownNameError, match=r'Unknown executor "ray".*executors:asyncio, executors:threads'
+        UnknownNameError, match=r'Unknown executor "no_such_executor".*executors:asyncio, executors:threads'
     ):
-        Recorder().batch(questions(1), executor="ray")
+        Recorder().batch(questions(1), executor="no_such_executor")
 
 
 def test_the_default_executor_is_asyncio_for_native_async_modules_else_threads() -> None:

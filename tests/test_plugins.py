@@ -45,6 +45,7 @@ from bestofn_core.protocols import LMRequest, LMResponse
 
 TESTS = Path(__file__).resolve().parent
 HOOKS_DOC = TESTS.parent / "docs" / "plugins" / "hooks.md"
+HOOK_PAGES = TESTS.parent / "docs" / "plugins" / "hooks"
 
 
 def load_plugin_fixtures() -> ModuleType:
@@ -173,18 +174,28 @@ def test_every_hook_maps_to_a_kind() -> None:
 
 @pytest.mark.parametrize("hook_name", _hook_names())
 def test_hook_is_documented_with_its_exact_signatures(hook_name: str) -> None:
-    section = _doc_sections().get(hook_name)
-    assert section is not None, f"docs/plugins/hooks.md has no '## {hook_name}' section"
+    page = HOOK_PAGES / f"{hook_name}.md"
+    assert page.is_file(), f"docs/plugins/hooks/{hook_name}.md is missing: every hook has a page of its own"
+    text = page.read_text(encoding="utf-8")
     hook = getattr(hookspecs, hook_name)
-    assert f"def {hook_name}{_signature_text(hook)}" in section
+    signature = f"def {hook_name}{_signature_text(hook)}"
+    assert signature in text, f"docs/plugins/hooks/{hook_name}.md must show the exact signature {signature}"
     callback = getattr(hookspecs, hook.__annotations__["register"])
-    assert f"register{_signature_text(callback.__call__, drop_self=True)}" in section
-    assert "@hookimpl" in section  # an example
+    register_signature = f"register{_signature_text(callback.__call__, drop_self=True)}"
+    assert register_signature in text, (
+        f"docs/plugins/hooks/{hook_name}.md must show the exact callback signature {register_signature}"
+    )
+    assert "@hookimpl" in text  # an example (tests/test_docs_tutorial.py runs it)
+    section = _doc_sections().get(hook_name)
+    assert section is not None and f"(hooks/{hook_name}.md)" in section, (
+        f"docs/plugins/hooks.md needs a '## {hook_name}' section linking to hooks/{hook_name}.md"
+    )
 
 
 def test_docs_have_no_section_for_a_hook_that_does_not_exist() -> None:
     documented = {name for name in _doc_sections() if name.startswith("register_")}
     assert documented == set(_hook_names())
+    assert {page.stem for page in HOOK_PAGES.glob("*.md")} == set(_hook_names())
 
 
 @pytest.mark.parametrize("hook_name", _hook_names())
