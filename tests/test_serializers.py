@@ -208,3 +208,11 @@ def test_builtin_serializers_are_registered_by_suffix(monkeypatch: pytest.Monkey
         assert registry.get("serializer", "json") is registry.serializer_for("x.json").obj
     finally:
         reset_plugins()
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_json_refuses_non_finite_numbers_instead_of_writing_null(tmp_path: Path, value: float) -> None:
+    path = tmp_path / "state.json"
+    with pytest.raises(SerializationError, match=r"state\['demos'\]\[0\]\['score'\].*not a finite number"):
+        JSONSerializer().dump({"demos": [{"score": value}]}, path)
+    assert not path.exists()

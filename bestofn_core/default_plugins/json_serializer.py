@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,13 @@ class JSONSerializer:
             data = orjson.dumps(state, option=_DUMP_OPTIONS)
         except TypeError as exc:  # orjson.JSONEncodeError is a TypeError
             raise SerializationError(_describe_unserializable(state, path, exc)) from exc
+        # orjson writes NaN and infinities as null: refuse rather than change a value silently
+        non_finite = next(_non_finite(state, "state"), None)
+        if non_finite is not None:
+            raise SerializationError(
+                f"Cannot save {path} as JSON: {non_finite[1]} at {non_finite[0]} is not a finite number and "
+                "JSON has no way to write it (it would come back as null). Replace it, or save to .pkl."
+            )
         atomic_write_bytes(path, data)
 
     def load(self, path: Path) -> Any:
@@ -73,6 +81,19 @@ def _unserializable(value: Any, where: str) -> Iterator[tuple[str, str]]:
             orjson.dumps(value)
         except TypeError:
             yield where, type(value).__qualname__
+
+
+def _non_finite(value: Any, where: str) -> Iterator[tuple[str, float]]:
+    """Yield ``(location, value)`` of each NaN or infinite float in ``value``."""
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            yield where, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _non_finite(item, f"{where}[{key!r}]")
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            yield from _non_finite(item, f"{where}[{index}]")
 
 
 _SERIALIZER = JSONSerializer()
