@@ -12,22 +12,21 @@ import copy
 import logging
 import re
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Any
 
 from bestofn_core._runner import run_in_thread, run_sync
 from bestofn_core.errors import ConfigurationError
+from bestofn_core.primitives.batching import Batching
 from bestofn_core.primitives.callbacks import with_callbacks
 from bestofn_core.primitives.prediction import Prediction
 from bestofn_core.primitives.usage import UsageTracker
 from bestofn_core.settings import settings
 
 if TYPE_CHECKING:
-    from bestofn_core.parallel.parallel import BatchResult
     from bestofn_core.predict.predict import Predict
-    from bestofn_core.protocols import Executor
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +51,7 @@ class Parameter:
         return self
 
 
-class Module:
+class Module(Batching):
     """Base class of programs. Subclasses define ``forward`` and/or ``aforward``.
 
     Attributes:
@@ -108,171 +107,6 @@ class Module:
         if type(self).forward is not Module.forward:
             return await run_in_thread(self.forward, *args, **kwargs)
         raise NotImplementedError(f"{type(self).__name__} must define forward() or aforward().")
-
-    # ------------------------------------------------------------------ batches
-
-    # overloads: the return type follows return_failed_examples, so results[i].field type-checks
-    @overload
-    def batch(
-        self,
-        examples: Sequence[Any],
-        num_threads: int | None = ...,
-        max_errors: int | None = ...,
-        return_failed_examples: Literal[False] = ...,
-        provide_traceback: bool | None = ...,
-        disable_progress_bar: bool = ...,
-        timeout: float | None = ...,
-        straggler_limit: int = ...,
-        *,
-        executor: str | Executor | None = ...,
-    ) -> list[Any]: ...
-
-    @overload
-    def batch(
-        self,
-        examples: Sequence[Any],
-        num_threads: int | None = ...,
-        max_errors: int | None = ...,
-        *,
-        return_failed_examples: Literal[True],
-        provide_traceback: bool | None = ...,
-        disable_progress_bar: bool = ...,
-        timeout: float | None = ...,
-        straggler_limit: int = ...,
-        executor: str | Executor | None = ...,
-    ) -> tuple[list[Any], list[Any], list[BaseException]]: ...
-
-    @overload
-    def batch(
-        self,
-        examples: Sequence[Any],
-        num_threads: int | None = ...,
-        max_errors: int | None = ...,
-        return_failed_examples: bool = ...,
-        provide_traceback: bool | None = ...,
-        disable_progress_bar: bool = ...,
-        timeout: float | None = ...,
-        straggler_limit: int = ...,
-        *,
-        executor: str | Executor | None = ...,
-    ) -> BatchResult: ...
-
-    def batch(
-        self,
-        examples: Sequence[Any],
-        num_threads: int | None = None,
-        max_errors: int | None = None,
-        return_failed_examples: bool = False,
-        provide_traceback: bool | None = None,
-        disable_progress_bar: bool = False,
-        timeout: float | None = 120,
-        straggler_limit: int = 3,
-        *,
-        executor: str | Executor | None = None,
-    ) -> BatchResult:
-        """Run the module on every example concurrently; results come back in input order.
-
-        An ``Example`` is passed as ``module(**example.inputs())``, a dict as ``module(**example)``.
-        A failed example's slot is ``None``. Arguments are those of ``bestofn_core.Parallel``
-        (see docs/batch.md): ``num_threads`` (default ``settings.num_threads``), ``max_errors`` (default
-        ``settings.max_errors``, ``None``: no limit; reaching it cancels the rest and raises
-        ``BatchError``), ``return_failed_examples`` (return ``(results, failed_examples, exceptions)``),
-        ``provide_traceback``, ``disable_progress_bar``, ``timeout`` and ``straggler_limit`` (a call
-        running past ``timeout`` once at most ``straggler_limit`` examples remain gets a second try; the
-        first to succeed wins) and ``executor`` (``"asyncio"``, ``"threads"``, a plugin's name or an
-        executor object; default ``"asyncio"`` when this module has its own ``aforward``, else
-        ``"threads"``). Blocks the calling thread, never an event loop: use ``abatch`` in async code.
-        """
-        from bestofn_core.parallel.parallel import batch
-
-        return batch(
-            self,
-            examples,
-            f"{type(self).__name__}.batch(...)",
-            num_threads=num_threads,
-            max_errors=max_errors,
-            return_failed_examples=return_failed_examples,
-            provide_traceback=provide_traceback,
-            disable_progress_bar=disable_progress_bar,
-            timeout=timeout,
-            straggler_limit=straggler_limit,
-            executor=executor,
-        )
-
-    @overload
-    async def abatch(
-        self,
-        examples: Sequence[Any],
-        num_threads: int | None = ...,
-        max_errors: int | None = ...,
-        return_failed_examples: Literal[False] = ...,
-        provide_traceback: bool | None = ...,
-        disable_progress_bar: bool = ...,
-        timeout: float | None = ...,
-        straggler_limit: int = ...,
-        *,
-        executor: str | Executor | None = ...,
-    ) -> list[Any]: ...
-
-    @overload
-    async def abatch(
-        self,
-        examples: Sequence[Any],
-        num_threads: int | None = ...,
-        max_errors: int | None = ...,
-        *,
-        return_failed_examples: Literal[True],
-        provide_traceback: bool | None = ...,
-        disable_progress_bar: bool = ...,
-        timeout: float | None = ...,
-        straggler_limit: int = ...,
-        executor: str | Executor | None = ...,
-    ) -> tuple[list[Any], list[Any], list[BaseException]]: ...
-
-    @overload
-    async def abatch(
-        self,
-        examples: Sequence[Any],
-        num_threads: int | None = ...,
-        max_errors: int | None = ...,
-        return_failed_examples: bool = ...,
-        provide_traceback: bool | None = ...,
-        disable_progress_bar: bool = ...,
-        timeout: float | None = ...,
-        straggler_limit: int = ...,
-        *,
-        executor: str | Executor | None = ...,
-    ) -> BatchResult: ...
-
-    async def abatch(
-        self,
-        examples: Sequence[Any],
-        num_threads: int | None = None,
-        max_errors: int | None = None,
-        return_failed_examples: bool = False,
-        provide_traceback: bool | None = None,
-        disable_progress_bar: bool = False,
-        timeout: float | None = 120,
-        straggler_limit: int = 3,
-        *,
-        executor: str | Executor | None = None,
-    ) -> BatchResult:
-        """``batch`` for async code: runs on the running event loop, at most ``num_threads`` at once."""
-        from bestofn_core.parallel.parallel import abatch
-
-        return await abatch(
-            self,
-            examples,
-            f"{type(self).__name__}.abatch(...)",
-            num_threads=num_threads,
-            max_errors=max_errors,
-            return_failed_examples=return_failed_examples,
-            provide_traceback=provide_traceback,
-            disable_progress_bar=disable_progress_bar,
-            timeout=timeout,
-            straggler_limit=straggler_limit,
-            executor=executor,
-        )
 
     @contextmanager
     def _calling(self) -> Iterator[UsageTracker | None]:
