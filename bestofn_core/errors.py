@@ -145,6 +145,13 @@ class RewardError(BestOfNCoreError, ValueError):
     """A reward function returned something that is not a finite number (a bug in the reward)."""
 
 
+class RewardTimeoutError(BestOfNCoreError, TimeoutError):
+    """A reward function ran longer than BestOfN's ``reward_timeout``: that attempt failed.
+
+    Unlike ``RewardError`` it is a failed attempt, counted against ``fail_count``, not a bug in the reward.
+    """
+
+
 if sys.version_info < (3, 11):  # pragma: no cover - exercised on Python 3.10 only
     from exceptiongroup import ExceptionGroup
 

@@ -47,12 +47,14 @@ class BestOfNArguments(BaseModel):
     sampling: Sampling = "per_rollout"
     #: The temperature every attempt samples at (it wins over a predictor-level temperature).
     temperature: float = Field(default=1.0, ge=0)
+    #: Seconds one reward call may take before its attempt fails; ``None``: no limit.
+    reward_timeout: float | None = Field(default=None, gt=0)
 
-    @field_validator("threshold")
+    @field_validator("threshold", "reward_timeout")
     @classmethod
     def _finite(cls, value: float | None) -> float | None:
         if value is not None and not math.isfinite(value):
-            raise ValueError("threshold must be a finite number or None")
+            raise ValueError("must be a finite number or None")
         return value
 
 
@@ -74,6 +76,9 @@ class BestOfN(Module):
             backend supports ``n``; needs a module with exactly one predictor).
         temperature: sampling temperature of every attempt (default 1.0). It replaces a temperature set
             on a predictor (``Predict(..., temperature=0.2)``), with a warning at construction.
+        reward_timeout: seconds one reward call may take (default: no limit); a slower reward fails its
+            attempt with ``RewardTimeoutError``, counted against ``fail_count``. A sync reward's thread
+            cannot be stopped: it finishes in the background and its result is ignored.
 
     The returned ``BestOfNPrediction`` has the winner's fields plus ``candidates`` and ``winner``.
     """
@@ -90,6 +95,7 @@ class BestOfN(Module):
         concurrency: int | None = None,
         sampling: Sampling = "per_rollout",
         temperature: float = 1.0,
+        reward_timeout: float | None = None,
         callbacks: list[Any] | None = None,
     ) -> None:
         super().__init__(callbacks=callbacks)
@@ -106,6 +112,7 @@ class BestOfN(Module):
             concurrency=concurrency,
             sampling=sampling,
             temperature=temperature,
+            reward_timeout=reward_timeout,
         )
         self.module = module
         self.N = checked.N
@@ -114,6 +121,7 @@ class BestOfN(Module):
         self.concurrency = checked.concurrency
         self.sampling: Sampling = checked.sampling
         self.temperature = checked.temperature
+        self.reward_timeout = checked.reward_timeout
         self.reward_fn = resolve_reward(reward_fn)
         self.policy_ref: str | None = policy if isinstance(policy, str) else None
         self.policy = _resolve_policy(policy)
@@ -166,18 +174,25 @@ class BestOfN(Module):
         slots = asyncio.Semaphore(self.concurrency or self.N)
         tasks: list[asyncio.Task[None]] = []
 
+        def cancel_the_others() -> None:
+            current = asyncio.current_task()
+            for task in tasks:
+                if task is not current:
+                    task.cancel()
+
         async def attempt(index: int) -> None:
             async with slots:
                 if outcome.settled:
                     return
-                candidate = await self._attempt(index, start + index, lm, inputs)
+                try:
+                    candidate = await self._attempt(index, start + index, lm, inputs)
+                except Exception:
+                    cancel_the_others()  # a RewardError ends the call at once: start no other attempt
+                    raise
                 # decide while still holding the slot, so a sequential run never starts a needless attempt
                 outcome.add(candidate)
                 if outcome.settled:
-                    current = asyncio.current_task()
-                    for task in tasks:
-                        if task is not current:
-                            task.cancel()
+                    cancel_the_others()
 
         tasks.extend(asyncio.ensure_future(attempt(index)) for index in range(self.N))
         try:
@@ -215,7 +230,7 @@ class BestOfN(Module):
     async def _score(self, inputs: dict[str, Any], prediction: Prediction, tracker: UsageTracker) -> float:
         # the reward's own LM calls (an LM judge) are paid for but kept out of the program's trace
         with settings.context(trace=[], usage_tracker=tracker):
-            return await score(self.reward_fn, inputs, prediction)
+            return await score(self.reward_fn, inputs, prediction, self.reward_timeout)
 
     def _attempt_lm(self, lm: Any, rollout_id: int) -> Any:
         attempt_lm = lm.copy(rollout_id=rollout_id, temperature=self.temperature)
@@ -256,7 +271,9 @@ class BestOfN(Module):
         failures: list[Candidate] = []
         fail_budget = self.N if self.fail_count is None else self.fail_count
         tracker_parent = settings.usage_tracker
-        while len(samples) < self.N and len(failures) <= fail_budget:
+        # a failed request is one failed attempt of the N, as in per-rollout sampling: without that bound,
+        # a provider that keeps failing the top-up would spend the whole budget and discard the samples
+        while len(samples) + len(failures) < self.N and len(failures) <= fail_budget:
             rollout_id = start + len(samples)
             wanted = self.N - len(samples)
             program, originals = self._attempt_program(self._attempt_lm(lm, rollout_id))
@@ -299,7 +316,12 @@ class BestOfN(Module):
                 candidate.error = exc
             return candidate
 
-        judged = await asyncio.gather(*(judge(i, sample) for i, sample in enumerate(samples)))
+        judges = [asyncio.ensure_future(judge(i, sample)) for i, sample in enumerate(samples)]
+        try:
+            judged = await asyncio.gather(*judges)
+        finally:
+            for task in judges:  # a RewardError ends the call: stop the other rewards too
+                task.cancel()
         outcome.total = len(judged)
         for candidate in judged:
             outcome.add(candidate)
@@ -316,6 +338,7 @@ class BestOfN(Module):
             "concurrency": self.concurrency,
             "sampling": self.sampling,
             "temperature": self.temperature,
+            "reward_timeout": self.reward_timeout,
             "reward_fn": self.reward_fn.ref if isinstance(self.reward_fn, PluginReward) else None,
             "reward_params": self.reward_fn.params if isinstance(self.reward_fn, PluginReward) else {},
             "policy": self.policy_ref,
@@ -339,6 +362,7 @@ class BestOfN(Module):
             checked.sampling,
             checked.temperature,
         )
+        self.reward_timeout = checked.reward_timeout
         if config.get("reward_fn"):
             self.reward_fn = reward(config["reward_fn"], **(config.get("reward_params") or {}))
         if config.get("policy"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import math
 import numbers
@@ -9,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bestofn_core._runner import run_in_thread
-from bestofn_core.errors import ConfigurationError, RewardError
+from bestofn_core.errors import ConfigurationError, RewardError, RewardTimeoutError
 from bestofn_core.primitives.module import Module
 from bestofn_core.primitives.prediction import Prediction
 
@@ -67,13 +68,38 @@ def reward_name(reward: Any) -> str:
     return getattr(reward, "__qualname__", None) or type(reward).__name__
 
 
-async def score(reward: Callable[..., Any], inputs: dict[str, Any], prediction: Prediction) -> float:
+async def score(
+    reward: Callable[..., Any],
+    inputs: dict[str, Any],
+    prediction: Prediction,
+    timeout: float | None = None,
+) -> float:
     """Run ``reward(inputs, prediction)`` without blocking the event loop and check its value.
 
     Async rewards are awaited, Modules run through ``acall``, and sync callables run in a worker thread.
+    After ``timeout`` seconds the reward is cancelled and ``RewardTimeoutError`` raised. A sync reward's
+    thread cannot be stopped: it runs on in the background and its result is ignored.
     """
     if isinstance(reward, PluginReward):
         reward = reward.fn
+    if timeout is None:
+        value = await _call(reward, inputs, prediction)
+        return reward_value(value, reward)
+    # not asyncio.wait_for: a TimeoutError raised by the reward itself must stay the reward's own error
+    task = asyncio.ensure_future(_call(reward, inputs, prediction))
+    try:
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+    finally:
+        task.cancel()  # no-op once done; cancels it when the timeout passed or the attempt was cancelled
+    if not done:
+        raise RewardTimeoutError(
+            f"Reward {reward_name(reward)} took longer than reward_timeout={timeout:g}s; the attempt counts "
+            "as failed."
+        )
+    return reward_value(task.result(), reward)
+
+
+async def _call(reward: Callable[..., Any], inputs: dict[str, Any], prediction: Prediction) -> Any:
     if isinstance(reward, Module):
         value = await reward.acall(inputs, prediction)
     elif inspect.iscoroutinefunction(reward) or inspect.iscoroutinefunction(type(reward).__call__):
@@ -82,7 +108,7 @@ async def score(reward: Callable[..., Any], inputs: dict[str, Any], prediction: 
         value = await run_in_thread(reward, inputs, prediction)
         if inspect.isawaitable(value):
             value = await value
-    return reward_value(value, reward)
+    return value
 
 
 def reward_value(value: Any, reward: Any) -> float:

@@ -7,6 +7,7 @@ the kernel retries and caches, the same way for every backend.
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -89,6 +90,23 @@ def _retry_after(exc: Exception) -> float | None:
         return None
 
 
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what it was raised from (explicit causes, unsuppressed contexts), outermost first."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and all(current is not seen for seen in chain):
+        chain.append(current)
+        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
+    return chain
+
+
+def _is_transport_failure(error: BaseException) -> bool:
+    """A failure below HTTP: no usable response (connection reset, body cut off, or not JSON)."""
+    import httpx
+
+    return isinstance(error, httpx.TransportError | ConnectionError | json.JSONDecodeError)
+
+
 def translate_error(exc: Exception, model: str) -> LMError:
     """Map a litellm/httpx exception to the kernel's error classes (transient ones are retried)."""
     litellm = _import_litellm()
@@ -97,6 +115,13 @@ def translate_error(exc: Exception, model: str) -> LMError:
     message = f"{model}: {type(exc).__name__}: {_short(exc)}"
     if isinstance(exc, litellm.Timeout) or status == 408:
         return LMTimeoutError(message, model=model, status_code=status)
+    chain = _causes(exc)
+    if any(_is_transport_failure(error) for error in chain):
+        # litellm reports these as an InternalServerError with a made-up status 500 and a message that
+        # hides the cause ("Connection error."): no HTTP status was seen, so name the root cause instead
+        root = chain[-1]
+        message += f" (cause: {type(root).__name__}: {' '.join(_short(root).split())})"
+        return LMConnectionError(message, model=model)
     if isinstance(exc, litellm.RateLimitError) or status == 429:
         return LMRateLimitError(message, model=model, status_code=429, retry_after=_retry_after(exc))
     if isinstance(exc, litellm.AuthenticationError | litellm.PermissionDeniedError) or status in (401, 403):
@@ -112,7 +137,7 @@ def translate_error(exc: Exception, model: str) -> LMError:
     return LMConnectionError(message, model=model, status_code=status)
 
 
-def _short(exc: Exception) -> str:
+def _short(exc: BaseException) -> str:
     text = str(exc)
     return text if len(text) <= 500 else text[:500] + "..."
 

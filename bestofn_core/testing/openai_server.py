@@ -10,8 +10,10 @@ can point litellm (or any OpenAI client) at ``server.url`` and get real HTTP rou
 By default the server answers in the output format the prompt asks for (the ChatAdapter's
 ``[[ ## field ## ]]`` sections or the JSONAdapter's JSON object, see :func:`requested_fields`), so the
 library's adapters can parse its answers. Tests can script answers with
-:meth:`OpenAICompatServer.set_responder`, script HTTP failures with :meth:`OpenAICompatServer.fail_next` and
-inject random, seeded faults with :meth:`OpenAICompatServer.inject_faults`.
+:meth:`OpenAICompatServer.set_responder`, delay some requests with :meth:`OpenAICompatServer.set_latency`,
+script HTTP failures with :meth:`OpenAICompatServer.fail_next` and inject random, seeded faults with
+:meth:`OpenAICompatServer.inject_faults`. Each :class:`ReceivedRequest` records its fault, when it was
+answered, and whether the client went away first (:attr:`OpenAICompatServer.cancelled_requests`).
 
 The module can also run as a process, which keeps the server's CPU out of a benchmark client's process::
 
@@ -49,6 +51,7 @@ from bestofn_core.testing.formats import render_fields, requested_fields
 
 __all__ = [
     "FAULT_KINDS",
+    "LatencyFunction",
     "OpenAICompatServer",
     "ReceivedRequest",
     "Responder",
@@ -103,13 +106,19 @@ class ReceivedRequest:
 
     ``body`` is the parsed JSON body (``{}`` when the body was not a JSON object), ``headers`` maps
     lower-cased header names to values, ``path`` is the URL path and ``received_at`` the ``time.time()`` of
-    arrival.
+    arrival. ``fault`` is the fault kind :meth:`OpenAICompatServer.inject_faults` gave the request (None when
+    it got none). ``answered_at`` is the ``time.time()`` at which the handler returned its answer (None while
+    it runs, and for ever when it was cancelled); ``cancelled`` is true when the handler was cancelled
+    before answering, because the client closed the connection (or the server stopped).
     """
 
     body: dict[str, Any]
     headers: dict[str, str]
     path: str
     received_at: float = 0.0
+    fault: str | None = None
+    answered_at: float | None = None
+    cancelled: bool = False
 
     @property
     def messages(self) -> list[dict[str, Any]]:
@@ -147,6 +156,10 @@ class ReceivedRequest:
 #: A scripted answer: called once per choice index ``0..n-1``. A ``str`` is returned verbatim as the message
 #: content; a ``dict`` maps output field names to values and is rendered in the format the prompt asked for.
 Responder = Callable[[ReceivedRequest, int], str | dict[str, Any]]
+
+#: Seconds to delay the answer to one request, decided when it arrives (see
+#: :meth:`OpenAICompatServer.set_latency`).
+LatencyFunction = Callable[[ReceivedRequest], float]
 
 
 # -------------------- Output formats --------------------
@@ -268,6 +281,7 @@ class _Plan:
     scripted: _ScriptedFailure | None = None
     fault: str | None = None
     hang_seconds: float = 0.0
+    retry_after: float = 0.0
 
 
 class OpenAICompatServer:
@@ -285,7 +299,8 @@ class OpenAICompatServer:
         """
         self.host = host
         self._requested_port = port
-        #: Seconds to wait (asyncio.sleep) before each answer; read when a request arrives, settable any time.
+        #: Seconds to wait (asyncio.sleep) before each answer; read when a request arrives, settable any time
+        #: (a latency function given to :meth:`set_latency` takes precedence).
         self.latency: float = float(latency)
         #: Whether chat-completions requests are kept in :attr:`requests` (process mode turns this off).
         self.record_requests: bool = True
@@ -297,7 +312,10 @@ class OpenAICompatServer:
         self._fault_kinds: tuple[str, ...] = ()
         self._fault_rng = random.Random(0)
         self._hang_seconds = 30.0
+        self._fault_retry_after = 0.0
         self._fault_counts: dict[str, int] = {}
+        self._latency_fn: LatencyFunction | None = None
+        self._cancelled = 0
         self._choices_served = 0
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -440,9 +458,19 @@ class OpenAICompatServer:
         with self._lock:
             return list(self._requests)
 
+    @property
+    def cancelled_requests(self) -> int:
+        """How many chat-completions handlers were cancelled before answering (since the last :meth:`reset`).
+
+        A handler is cancelled when its client closes the connection before the answer is sent: a client
+        timeout, or a cancelled call. Each such request also has ``cancelled=True`` in :attr:`requests`.
+        """
+        with self._lock:
+            return self._cancelled
+
     def reset(self) -> None:
         """Clear requests, scripted failures, injected faults and their counts, the responder, the choice
-        counter, and set latency back to 0."""
+        counter and the cancellation count, and set latency back to 0 (removing a latency function)."""
         with self._lock:
             self._requests.clear()
             self._scripted.clear()
@@ -450,10 +478,31 @@ class OpenAICompatServer:
             self._fault_kinds = ()
             self._fault_rng = random.Random(0)
             self._hang_seconds = 30.0
+            self._fault_retry_after = 0.0
             self._fault_counts = {}
             self._responder = None
+            self._latency_fn = None
+            self._cancelled = 0
             self._choices_served = 0
             self.latency = 0.0
+
+    def set_latency(self, latency: float | LatencyFunction) -> None:
+        """Delay answers by ``latency`` seconds, or by ``latency(request)`` seconds for each request.
+
+        A function is called once per chat-completions request, when it arrives (on the server's loop, so
+        keep it quick); it lets a test slow down some requests only. A number sets :attr:`latency` and
+        removes a latency function. A function that raises, or returns a negative or non-numeric value,
+        makes that request fail with HTTP 500.
+        """
+        if callable(latency):
+            with self._lock:
+                self._latency_fn = latency
+            return
+        if isinstance(latency, bool) or not isinstance(latency, (int, float)) or latency < 0:
+            raise ValueError(f"latency must be a number >= 0 or a function of the request, got {latency!r}")
+        with self._lock:
+            self._latency_fn = None
+            self.latency = float(latency)
 
     def set_responder(self, fn: Responder | None) -> None:
         """Answer with ``fn(request, choice_index)`` for each choice (None restores the default responder)."""
@@ -491,11 +540,13 @@ class OpenAICompatServer:
         *,
         seed: int = 0,
         hang_seconds: float = 30.0,
+        retry_after: float = 0.0,
     ) -> None:
         """Give each chat-completions request, with probability ``rate``, one fault drawn from ``kinds``.
 
         The draws come from ``random.Random(seed)`` in arrival order, so a sequential client sees the same
-        faults on every run. Kinds (see :data:`FAULT_KINDS`): "429" (with ``Retry-After: 0``), "500", "503",
+        faults on every run; each request's fault is recorded in its :class:`ReceivedRequest` ``fault``.
+        Kinds (see :data:`FAULT_KINDS`): "429" (with ``Retry-After: retry_after`` seconds), "500", "503",
         "reset" (the connection is closed without a response), "hang" (the answer is delayed by
         ``hang_seconds``), "truncated" (valid headers, body cut half-way), "invalid_json" (200 with a non-JSON
         body), "empty_choices" (200 with ``"choices": []``), "missing_fields" (200, but when the prompt asks
@@ -516,11 +567,14 @@ class OpenAICompatServer:
             raise ValueError("kinds must not be empty when rate > 0")
         if hang_seconds < 0:
             raise ValueError(f"hang_seconds must be >= 0, got {hang_seconds}")
+        if not retry_after >= 0:
+            raise ValueError(f"retry_after must be >= 0, got {retry_after}")
         with self._lock:
             self._fault_rate = float(rate)
             self._fault_kinds = kinds
             self._fault_rng = random.Random(seed)
             self._hang_seconds = float(hang_seconds)
+            self._fault_retry_after = float(retry_after)
             for kind in kinds:
                 self._fault_counts.setdefault(kind, 0)
 
@@ -548,9 +602,24 @@ class OpenAICompatServer:
         }
         return web.json_response(payload)
 
-    def _plan(self) -> _Plan:
+    def _latency(self, received: ReceivedRequest) -> float:
         with self._lock:
-            plan = _Plan(latency=max(0.0, float(self.latency)))
+            latency_fn, latency = self._latency_fn, self.latency
+        if latency_fn is None:
+            return max(0.0, float(latency))
+        try:
+            value = latency_fn(received)
+        except Exception as exc:
+            raise _ResponderError(f"the test server's latency function raised {exc!r}") from exc
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+            raise _ResponderError(
+                f"the test server's latency function must return a number >= 0, got {value!r}"
+            )
+        return float(value)
+
+    def _plan(self, latency: float) -> _Plan:
+        with self._lock:
+            plan = _Plan(latency=latency)
             if self._scripted:
                 scripted = self._scripted[0]
                 scripted.remaining -= 1
@@ -563,9 +632,32 @@ class OpenAICompatServer:
                 self._fault_counts[fault] = self._fault_counts.get(fault, 0) + 1
                 plan.fault = fault
                 plan.hang_seconds = self._hang_seconds
+                plan.retry_after = self._fault_retry_after
             return plan
 
     async def _handle_chat(self, request: web.Request) -> web.StreamResponse:
+        received: ReceivedRequest | None = None
+
+        def on_received(value: ReceivedRequest) -> None:
+            nonlocal received
+            received = value
+
+        try:
+            response = await self._answer(request, on_received)
+        except asyncio.CancelledError:
+            # aiohttp cancels the handler when the client closes the connection (handler_cancellation)
+            with self._lock:
+                self._cancelled += 1
+            if received is not None:
+                received.cancelled = True
+            raise
+        if received is not None:
+            received.answered_at = time.time()
+        return response
+
+    async def _answer(
+        self, request: web.Request, on_received: Callable[[ReceivedRequest], None]
+    ) -> web.StreamResponse:
         raw = await request.read()
         headers: dict[str, str] = {}
         for name, value in request.headers.items():
@@ -582,6 +674,7 @@ class OpenAICompatServer:
             path=request.path,
             received_at=time.time(),
         )
+        on_received(received)
         if self.record_requests:
             with self._lock:
                 self._requests.append(received)
@@ -597,7 +690,13 @@ class OpenAICompatServer:
             return _error_response(400, f"n must be a positive integer, got {n_value!r}.")
         n = received.n
 
-        plan = self._plan()
+        try:
+            latency = self._latency(received)
+        except _ResponderError as exc:
+            _log.exception("OpenAICompatServer latency function failed")
+            return _error_response(500, str(exc))
+        plan = self._plan(latency)
+        received.fault = plan.fault
         if plan.latency > 0:
             await asyncio.sleep(plan.latency)
         if plan.scripted is not None:
@@ -606,7 +705,7 @@ class OpenAICompatServer:
 
         fault = plan.fault
         if fault == "429":
-            return _error_response(429, retry_after=0)
+            return _error_response(429, retry_after=plan.retry_after)
         if fault in ("500", "503"):
             return _error_response(int(fault))
         if fault == "reset":
@@ -752,6 +851,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, default=0, help="fault RNG seed")
     parser.add_argument("--hang-seconds", type=float, default=30.0, help="delay of the 'hang' fault")
+    parser.add_argument(
+        "--retry-after", type=float, default=0.0, help="Retry-After seconds of the '429' fault"
+    )
     args = parser.parse_args(argv)
 
     server = OpenAICompatServer(args.host, args.port, latency=args.latency)
@@ -763,7 +865,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     kinds = [kind.strip() for kind in args.faults.split(",") if kind.strip()]
     if args.fault_rate > 0 or kinds:
         try:
-            server.inject_faults(args.fault_rate, kinds, seed=args.seed, hang_seconds=args.hang_seconds)
+            server.inject_faults(
+                args.fault_rate,
+                kinds,
+                seed=args.seed,
+                hang_seconds=args.hang_seconds,
+                retry_after=args.retry_after,
+            )
         except ValueError as exc:
             parser.error(str(exc))
 
