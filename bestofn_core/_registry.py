@@ -251,7 +251,17 @@ class Registry:
         supported = ", ".join(sorted(by_suffix)) or "none (no serializer is registered)"
         raise SerializationError(
             f'No serializer handles "{suffix}" files ({os.fspath(path)}). Supported suffixes: {supported}.'
+            + self._left_out_hint()
         )
+
+    def _left_out_hint(self) -> str:
+        # a format can be missing because its plugin was kept out on purpose: say so
+        blocked = sorted(info.name for info in self.plugins if info.blocked)
+        hint = f" Blocked by BESTOFN_BLOCK_PLUGINS: {', '.join(blocked)}." if blocked else ""
+        if self._not_loaded:
+            not_loaded = ", ".join(sorted(self._not_loaded))
+            hint += f" Installed but not loaded (BESTOFN_LOAD_PLUGINS): {not_loaded}."
+        return hint
 
     def _kind_entries(self, kind: Kind) -> dict[str, Registration]:
         if kind not in self._entries:

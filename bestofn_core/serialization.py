@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bestofn_core.errors import SerializationError
+from bestofn_core.errors import BestOfNCoreError, SerializationError
 
 if TYPE_CHECKING:
     from bestofn_core.primitives.module import Module
@@ -46,16 +46,34 @@ def metadata() -> dict[str, Any]:
 
 def check_metadata(saved: Any, source: Path) -> None:
     """Refuse files from a newer format; warn when they were written with other library versions."""
-    if not isinstance(saved, dict):
+    if saved is None:
         logger.warning("%s has no metadata; it may come from another version of bestofn-core", source)
         return
-    version = saved.get("format_version", FORMAT_VERSION)
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if not isinstance(saved, dict):
         raise SerializationError(
-            f"{source} was saved in format version {version!r}, newer than this bestofn-core supports "
-            f"({FORMAT_VERSION}). Upgrade bestofn-core to load it."
+            f"{source} has an invalid metadata entry (expected a mapping, got {type(saved).__name__}): "
+            "the file was edited or is corrupt."
         )
+    version = saved.get("format_version", FORMAT_VERSION)
     saved_versions = saved.get("dependency_versions") or {}
+    if not isinstance(saved_versions, dict):
+        raise SerializationError(
+            f"{source} has invalid metadata: dependency_versions must be a mapping, got "
+            f"{type(saved_versions).__name__}. The file was edited or is corrupt."
+        )
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise SerializationError(
+            f"{source} has an invalid format_version {version!r} in its metadata (expected a positive "
+            "integer): the file was edited or is corrupt."
+        )
+    if version > FORMAT_VERSION:
+        writer = saved_versions.get("bestofn-core")
+        written_by = f" by bestofn-core {writer}" if writer else ""
+        raise SerializationError(
+            f"{source} was saved in format version {version}{written_by}, newer than this bestofn-core "
+            f"({_own_version()}) supports (format version {FORMAT_VERSION}). Upgrade bestofn-core "
+            "(pip install --upgrade bestofn-core) to load it."
+        )
     current = dependency_versions()
     different = {
         name: (saved_versions[name], current.get(name))
@@ -65,6 +83,12 @@ def check_metadata(saved: Any, source: Path) -> None:
     if different:
         listed = ", ".join(f"{name} {old} (now {new})" for name, (old, new) in sorted(different.items()))
         logger.warning("%s was saved with different versions: %s. Loading may fail.", source, listed)
+
+
+def _own_version() -> str:
+    from bestofn_core._version import __version__
+
+    return __version__
 
 
 def _serializer(path: Path) -> Any:
@@ -101,13 +125,16 @@ def _save_program(module: Module, directory: Path, modules_to_serialize: list[An
         )
     if directory.exists() and not directory.is_dir():
         raise SerializationError(f"{directory} exists and is not a directory.")
+    # through the registry, like state files: blocking the pickle plugin (BESTOFN_BLOCK_PLUGINS=pickle)
+    # turns whole-program pickles off too
+    pickler = _serializer(directory / PROGRAM_FILE)
     directory.mkdir(parents=True, exist_ok=True)
     for extra in modules_to_serialize:
         cloudpickle.register_pickle_by_value(extra)
     try:
-        from bestofn_core._files import atomic_write_bytes
-
-        atomic_write_bytes(directory / PROGRAM_FILE, cloudpickle.dumps(module))
+        pickler.dump(module, directory / PROGRAM_FILE)
+    except SerializationError:
+        raise
     except Exception as exc:
         raise SerializationError(f"Could not pickle the program into {directory}: {exc}") from exc
     finally:
@@ -141,10 +168,78 @@ def load_state_file(path: str | Path, *, allow_pickle: bool = False) -> dict[str
     return state
 
 
+def load_module(module: Module, path: str | Path, *, allow_pickle: bool = False) -> Module:
+    """Load the state file ``path`` into ``module`` (what ``Module.load`` does); returns ``module``.
+
+    The file is not trusted: its shape is checked against what ``module`` itself saves (no state for
+    parameters the program does not have, no list where the program saves a mapping, ...), and every
+    error names the file. LM settings in it cannot choose where requests go (see ``lm_from_state``).
+    """
+    path = Path(path)
+    state = load_state_file(path, allow_pickle=allow_pickle)
+    _check_shape(state, module, path)
+    try:
+        module.load_state(state)
+    except BestOfNCoreError as exc:
+        # keep the class (callers catch UnknownNameError, ConfigurationError, ...); add the file's name
+        if exc.args and isinstance(exc.args[0], str) and str(path) not in exc.args[0]:
+            exc.args = (f"Cannot load {path}: {exc.args[0]}", *exc.args[1:])
+        raise
+    except (TypeError, ValueError, LookupError, AttributeError) as exc:
+        raise SerializationError(
+            f"Cannot load {path}: its content does not have the shape a {type(module).__name__} saves "
+            f"({type(exc).__name__}: {exc}). Was the file edited, or saved from another program?"
+        ) from exc
+    return module
+
+
+def _check_shape(state: dict[str, Any], module: Module, path: Path) -> None:
+    expected, program = module.dump_state(), type(module).__name__
+    unknown = [name for name in state if name not in expected]
+    # with parameters missing too, the file is another program's: Module.load_state names the missing ones
+    if unknown and all(name in state for name, _ in module.named_parameters()):
+        raise SerializationError(
+            f"Cannot load {path}: it holds state for {', '.join(map(repr, unknown))}, which this "
+            f"{program} does not have (it has {', '.join(map(repr, expected)) or 'no parameters'}). "
+            "Was it saved from another program?"
+        )
+    for name, value in state.items():
+        if name in expected:
+            _check_kind(name, value, expected[name], path, depth=1)
+
+
+def _check_kind(where: str, value: Any, expected: Any, path: Path, depth: int) -> None:
+    # Only containers are compared, and only two levels deep (a parameter, then its fields): below that,
+    # and for scalars, each parameter's load_state validates what it reads.
+    kind = _container_kind(expected)
+    if kind is None or value is None:
+        return
+    if _container_kind(value) != kind:
+        raise SerializationError(
+            f"Cannot load {path}: {where} must be a {kind}, got {type(value).__name__} ({_preview(value)}). "
+            "The file was edited or is corrupt."
+        )
+    if kind == "mapping" and depth < 2:
+        for name, item in value.items():
+            if name in expected:
+                _check_kind(f"{where}.{name}", item, expected[name], path, depth + 1)
+
+
+def _container_kind(value: Any) -> str | None:
+    if isinstance(value, dict):
+        return "mapping"
+    if isinstance(value, list | tuple):
+        return "list"
+    return None
+
+
+def _preview(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:60] + "..."
+
+
 def load_program(path: str | Path, *, allow_pickle: bool = False) -> Any:
     """Load a whole program saved with ``save(dir, save_program=True)``."""
-    import cloudpickle
-
     directory = Path(path)
     if not allow_pickle:
         raise SerializationError(
@@ -156,12 +251,14 @@ def load_program(path: str | Path, *, allow_pickle: bool = False) -> Any:
             f"{directory} is not a saved program directory (it needs {PROGRAM_FILE} and {METADATA_FILE}). "
             "For a state file, create the program and call program.load(path)."
         )
+    unpickler = _serializer(directory / PROGRAM_FILE)  # refused when the pickle plugin is blocked
     meta_path = directory / METADATA_FILE
     if meta_path.exists():
         check_metadata(_serializer(meta_path).load(meta_path), meta_path)
     try:
-        with open(directory / PROGRAM_FILE, "rb") as handle:
-            return cloudpickle.load(handle)
+        return unpickler.load(directory / PROGRAM_FILE)
+    except SerializationError:
+        raise
     except Exception as exc:
         raise SerializationError(f"Could not unpickle {directory / PROGRAM_FILE}: {exc}") from exc
 

@@ -10,6 +10,8 @@ from typing import Any
 
 from bestofn_core._runner import run_sync
 from bestofn_core.errors import ConfigurationError, SignatureError
+from bestofn_core.lm.credentials import without_secrets
+from bestofn_core.lm.lm import lm_from_state
 from bestofn_core.primitives.example import Example
 from bestofn_core.primitives.module import Module, Parameter
 from bestofn_core.primitives.prediction import Prediction
@@ -114,8 +116,10 @@ class Predict(Module, Parameter):
         """Restore what ``dump_state`` wrote.
 
         A saved LM's settings are applied to this predictor's current LM when it has one (keeping its
-        credentials); otherwise a new ``LM`` is built from them. A saved ``api_base`` is ignored unless
-        ``settings.allow_api_base_from_file`` is true, so a file cannot redirect requests to another host.
+        credentials); otherwise a new ``LM`` is built from them. A saved ``api_base`` (or another setting
+        that chooses where requests go) is ignored with a warning unless
+        ``settings.allow_api_base_from_file`` is true, so a file cannot redirect requests to another host
+        (see ``bestofn_core.lm.lm.lm_from_state``).
         """
         if not isinstance(state, Mapping):
             raise ConfigurationError(f"Predictor state must be a dict, got {type(state).__name__}.")
@@ -124,8 +128,15 @@ class Predict(Module, Parameter):
             self.signature = self.signature.load_state(state["signature"])
         saved_lm = state.get("lm")
         if saved_lm:
-            self.lm = _lm_from_state(dict(saved_lm), self.lm)
+            self.lm = lm_from_state(saved_lm, self.lm)
         return self
+
+    def __getstate__(self) -> dict[str, Any]:
+        # like BaseLM's: a pickled program (save_program, worker processes) never carries a key passed
+        # as Predict(..., api_key=...); the receiving side supplies it through the environment
+        state = dict(self.__dict__)
+        state["config"] = without_secrets(self.config)
+        return state
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.signature.signature!r})"
@@ -175,17 +186,3 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     return value
-
-
-def _lm_from_state(saved: dict[str, Any], current: Any) -> Any:
-    if not settings.allow_api_base_from_file:
-        saved.pop("api_base", None)
-        saved.pop("base_url", None)
-    if current is not None and hasattr(current, "copy"):
-        return current.copy(**saved)
-    from bestofn_core.lm.lm import LM
-
-    model = saved.pop("model", None)
-    if not isinstance(model, str):
-        raise ConfigurationError("The saved LM state has no model string.")
-    return LM(model, **saved)

@@ -322,9 +322,9 @@ class Module(Batching):
 
         ``allow_pickle=True`` is required for formats that can run code when loaded (``.pkl``).
         """
-        from bestofn_core.serialization import load_state_file
+        from bestofn_core.serialization import load_module
 
-        return self.load_state(load_state_file(path, allow_pickle=allow_pickle))
+        return load_module(self, path, allow_pickle=allow_pickle)
 
     # ------------------------------------------------------------------ history
 
