@@ -70,6 +70,10 @@ class LMBackend(Protocol):
     #: Whether one request can return several choices (the OpenAI ``n`` parameter).
     supports_n: bool
 
+    # Optional, not part of the runtime check: ``supports_response_schema: bool``, whether the backend
+    # honours ``response_format={"type": "json_schema", ...}`` (e.g. by grammar-constrained decoding).
+    # When it is true, ``JSONAdapter`` sends the output fields' JSON schema instead of plain JSON mode.
+
     async def acomplete(self, request: LMRequest) -> LMResponse:
         """Send ``request`` and return the choices, usage and model name."""
         ...

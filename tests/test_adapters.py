@@ -372,6 +372,53 @@ async def test_malformed_chat_answer_falls_back_to_json(caplog: pytest.LogCaptur
     assert "retrying once with JSONAdapter" in caplog.text
 
 
+class SchemaLM(ScriptedLM):
+    """A ScriptedLM whose backend honours a JSON-schema ``response_format`` (grammar-constrained)."""
+
+    supports_response_schema = True
+
+
+async def test_json_adapter_sends_the_output_schema_when_the_lm_honours_one() -> None:
+    signature = make_signature(
+        "question -> reasoning, answer: int, point: Point", custom_types={"Point": Point}
+    )
+    lm = SchemaLM('{"reasoning": "r", "answer": 3, "point": {"x": 1, "label": "a"}}')
+    outputs = await JSONAdapter().acall(lm, {}, signature, [], {"question": "q"})
+    assert outputs == [{"reasoning": "r", "answer": 3, "point": Point(x=1, label="a")}]
+    response_format = lm.calls[0]["response_format"]
+    assert response_format["type"] == "json_schema"
+    assert response_format["json_schema"]["name"] == "StringSignatureOutput"
+    schema = response_format["json_schema"]["schema"]
+    assert schema["required"] == ["reasoning", "answer", "point"] and schema["additionalProperties"] is False
+    assert schema["properties"]["reasoning"] == {"type": "string"}
+    assert schema["properties"]["answer"] == {"type": "integer"}
+    assert schema["properties"]["point"]["required"] == ["x", "label"]
+    # a response_format the caller chose is kept, schema or not
+    lm = SchemaLM('{"reasoning": "r", "answer": 3, "point": {"x": 1, "label": "a"}}')
+    await JSONAdapter().acall(
+        lm, {"response_format": {"type": "json_object"}}, signature, [], {"question": "q"}
+    )
+    assert lm.calls[0]["response_format"] == {"type": "json_object"}
+
+
+def test_output_schema_hoists_nested_definitions() -> None:
+    from bestofn_core.adapters.json_adapter import output_schema
+
+    signature = make_signature("question -> points: list[Point]", custom_types={"Point": Point})
+    schema = output_schema(signature)
+    assert schema["properties"]["points"] == {"type": "array", "items": {"$ref": "#/$defs/Point"}}
+    assert schema["$defs"]["Point"]["required"] == ["x", "label"]
+
+
+async def test_chat_adapter_fallback_asks_a_schema_lm_for_its_schema() -> None:
+    lm = SchemaLM("no markers", '{"reasoning": "r", "answer": "Paris"}')
+    assert await ChatAdapter().acall(lm, {}, QA, [], {"question": "q"}) == [
+        {"reasoning": "r", "answer": "Paris"}
+    ]
+    assert "response_format" not in lm.calls[0]
+    assert lm.calls[1]["response_format"]["json_schema"]["name"] == "QAOutput"
+
+
 async def test_both_adapters_failing_raises_with_both_texts() -> None:
     lm = ScriptedLM("[[ ## reasoning ## ]]\nonly reasoning", "still not JSON")
     with pytest.raises(AdapterParseError) as info:

@@ -1,7 +1,10 @@
 """JSONAdapter: the same prompt as ChatAdapter, but the LM answers with one JSON object.
 
 It is ChatAdapter's fallback, and a good first choice for models tuned for JSON mode. The request asks for
-``response_format={"type": "json_object"}`` unless the caller chose a ``response_format`` already.
+``response_format={"type": "json_object"}`` unless the caller chose a ``response_format`` already; when the
+LM says it honours a schema (``lm.supports_response_schema``, e.g. a local model with grammar-constrained
+decoding), it asks for ``{"type": "json_schema", ...}`` with the output fields' JSON schema instead, so the
+model cannot answer anything but an object with those fields.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ import json
 import re
 from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any
+
+from pydantic import TypeAdapter
 
 from bestofn_core.adapters.chat_adapter import (
     NOT_SUPPLIED,
@@ -47,9 +52,20 @@ class JSONAdapter(ChatAdapter):
         demos: list[Mapping[str, Any]],
         inputs: Mapping[str, Any],
     ) -> list[dict[str, Any]]:
-        """Like ``Adapter.acall``, adding ``response_format={"type": "json_object"}`` unless one is set."""
+        """Like ``Adapter.acall``, adding a JSON ``response_format`` unless one is set.
+
+        ``{"type": "json_schema", ...}`` (see :func:`output_schema`) when ``lm.supports_response_schema``,
+        else ``{"type": "json_object"}``.
+        """
         if "response_format" not in lm_kwargs:
-            lm_kwargs = {**lm_kwargs, "response_format": {"type": "json_object"}}
+            if getattr(lm, "supports_response_schema", False):
+                response_format = {
+                    "type": "json_schema",
+                    "json_schema": {"name": _schema_name(signature), "schema": output_schema(signature)},
+                }
+            else:
+                response_format = {"type": "json_object"}
+            lm_kwargs = {**lm_kwargs, "response_format": response_format}
         return await super().acall(lm, lm_kwargs, signature, demos, inputs)
 
     def format_field_structure(self, signature: type[Signature]) -> str:
@@ -105,6 +121,35 @@ class JSONAdapter(ChatAdapter):
                 missing_fields=list(signature.output_fields),
             )
         return parse_fields(self, signature, completion, found, coerce_value)
+
+
+def output_schema(signature: type[Signature]) -> dict[str, Any]:
+    """The JSON schema of an object holding ``signature``'s output fields, all required, in order.
+
+    Each field's schema is pydantic's for its annotation (``str`` gives ``{"type": "string"}``); extra
+    keys are not allowed, so a schema-constrained model answers exactly the fields the adapter reads.
+    """
+    properties: dict[str, Any] = {}
+    definitions: dict[str, Any] = {}
+    for name, info in signature.output_fields.items():
+        schema = TypeAdapter(info.annotation or str).json_schema(ref_template="#/$defs/{model}")
+        definitions.update(schema.pop("$defs", {}))
+        properties[name] = schema
+    result: dict[str, Any] = {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties),
+        "additionalProperties": False,
+    }
+    if definitions:
+        result["$defs"] = definitions
+    return result
+
+
+def _schema_name(signature: type[Signature]) -> str:
+    # OpenAI-style schema names: letters, digits, underscores and dashes, at most 64 characters
+    name = re.sub(r"[^A-Za-z0-9_-]", "_", signature.__name__)[:56]
+    return f"{name or 'Signature'}Output"
 
 
 def _decode_whole(text: str) -> Any:

