@@ -20,7 +20,7 @@ class Progress:
         self.failed = 0
         self._bar: Any = None
         if not disable and total >= MIN_ITEMS_FOR_PROGRESS:
-            self._bar = _bar_class()(
+            self._bar = progress_bar_class()(
                 total=total, desc="batch", unit="ex", file=sys.stderr, dynamic_ncols=True
             )
             self._show()
@@ -54,7 +54,7 @@ class Progress:
 _BAR_CLASS: Any = None
 
 
-def _bar_class() -> Any:
+def progress_bar_class() -> Any:
     """tqdm without its monitor thread, which would outlive the batch (a batch leaves no thread behind).
 
     Imported on first use: ``import bestofn_core`` stays light.

@@ -1,9 +1,4 @@
-"""The ``bestofn`` command line.
-
-Each command is one ``_add_<command>`` function that declares its arguments on a subparser and sets a
-``handler``; adding a command means writing one and listing it in ``_COMMANDS``. Handlers import what
-they need themselves, so ``bestofn --help`` stays fast and loads no plugin.
-"""
+"""``bestofn plugins``: list installed plugins, what they registered, where they came from, their errors."""
 
 from __future__ import annotations
 
@@ -11,59 +6,18 @@ import argparse
 import os
 import sys
 import textwrap
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 from bestofn_core._version import __version__
 
 if TYPE_CHECKING:
     from bestofn_core.plugins import PluginInfo
 
-__all__ = ["build_parser", "main"]
-
-#: A command's entry point: parsed arguments in, exit status out.
-Handler = Callable[[argparse.Namespace], int]
+__all__ = ["add_plugins_command"]
 
 
-class _Parser(argparse.ArgumentParser):
-    """An ``ArgumentParser`` whose usage errors are one line, exit status 2."""
-
-    def error(self, message: str) -> NoReturn:
-        """Print ``<prog>: error: <message>`` on one line and exit with status 2."""
-        # argparse prints the whole usage block first; one line is easier to read in scripts and CI logs.
-        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The ``bestofn`` parser with every command's subparser."""
-    parser = _Parser(
-        prog="bestofn",
-        description="Best-of-N sampling for language-model programs: command-line tools.",
-    )
-    parser.add_argument("--version", action="version", version=f"bestofn-core {__version__}")
-    commands = parser.add_subparsers(
-        title="commands", dest="command", metavar="COMMAND", required=True, parser_class=_Parser
-    )
-    for add_command in _COMMANDS:
-        add_command(commands)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``bestofn`` with ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # --help, --version and usage errors: return their status, do not exit
-        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    handler: Handler = args.handler
-    return handler(args)
-
-
-# ------------------------------------------------------------------------------------------- plugins
-
-
-def _add_plugins_command(commands: Any) -> None:
+def add_plugins_command(commands: Any) -> None:
+    """Declare ``bestofn plugins`` on the ``commands`` subparsers."""
     parser = commands.add_parser(
         "plugins",
         help="list installed plugins, what they registered and their load errors",
@@ -156,11 +110,3 @@ def _format_plugin(info: PluginInfo) -> list[str]:
         lines.append("  error:")
         lines.append(textwrap.indent(info.error.rstrip("\n"), "    "))
     return lines
-
-
-#: Every command, in ``--help`` order. Add new commands here.
-_COMMANDS: tuple[Callable[[Any], None], ...] = (_add_plugins_command,)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

