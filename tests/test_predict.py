@@ -130,3 +130,28 @@ def test_class_signature_with_instructions(lm: bon.LM, server: Any) -> None:
     bon.Predict(QA)(question="q")
     system = server.requests[0].messages[0]["content"]
     assert "Answer with one word." in system and "a single word" in system
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"temperature": "hot"}, "temperature: Input should be a valid number (got 'hot')"),
+        ({"temperature": -0.5}, "temperature: Input should be greater than or equal to 0"),
+        ({"max_tokens": 0}, "max_tokens: Input should be greater than 0"),
+        ({"max_tokens": 2.5}, "max_tokens: Input should be a valid integer"),
+        ({"n": True}, "n: Input should be a valid integer (got True)"),
+        ({"top_p": 1.5}, "top_p: Input should be less than or equal to 1"),
+        ({"rollout_id": "1"}, "rollout_id: Input should be a valid integer"),
+    ],
+)
+def test_bad_lm_parameters_are_refused_at_construction(config: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigurationError, match="Invalid argument") as caught:
+        bon.Predict("question -> answer", **config)
+    assert message in str(caught.value)
+    with pytest.raises(ConfigurationError):
+        bon.ChainOfThought("question -> answer", **config)
+
+
+def test_provider_specific_parameters_pass_through() -> None:
+    predict = bon.Predict("question -> answer", temperature=1, max_tokens=10, top_k=3, seed=7)
+    assert predict.config == {"temperature": 1, "max_tokens": 10, "top_k": 3, "seed": 7}
