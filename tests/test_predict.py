@@ -59,6 +59,18 @@ def test_trace_records_predictor_inputs_and_prediction(lm: bon.LM, server: Any) 
         qa(question="q2")  # tracing off: no error
 
 
+def test_the_trace_keeps_the_newest_max_trace_size_entries(lm: bon.LM, server: Any) -> None:
+    qa = bon.Predict("question -> answer")
+    best = bon.BestOfN(qa, N=2, reward_fn=lambda inputs, pred: 0.0)
+    with bon.context(trace=[], max_trace_size=3):
+        for index in range(4):
+            qa(question=f"q{index}")
+        assert [entry[1]["question"] for entry in bon.settings.trace] == ["q1", "q2", "q3"]
+        best(question="q4")  # BestOfN adds its winner's entries through the same bound
+        assert [entry[1]["question"] for entry in bon.settings.trace] == ["q2", "q3", "q4"]
+    assert bon.settings.max_trace_size == 10_000
+
+
 def test_positional_arguments_are_refused_with_the_fix() -> None:
     with pytest.raises(SignatureError, match=r"keyword arguments only.*question=\.\.\."):
         bon.Predict("question -> answer")("What?")

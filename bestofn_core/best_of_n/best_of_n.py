@@ -22,6 +22,7 @@ from bestofn_core.best_of_n.rewards import PluginReward, resolve_reward, reward,
 from bestofn_core.errors import ConfigurationError, RewardError
 from bestofn_core.primitives.module import Module
 from bestofn_core.primitives.prediction import Prediction
+from bestofn_core.primitives.trace import extend_trace
 from bestofn_core.primitives.usage import UsageTracker
 from bestofn_core.settings import settings
 
@@ -154,9 +155,7 @@ class BestOfN(Module):
         if outcome.error is not None:
             raise outcome.error
         assert outcome.winner is not None
-        trace = settings.trace
-        if trace is not None:
-            trace.extend(outcome.winner.trace)
+        extend_trace(outcome.winner.trace)
         return BestOfNPrediction.from_winner(outcome.winner, outcome.considered)
 
     def _base_lm(self) -> Any:

@@ -18,6 +18,7 @@ from bestofn_core.lm.lm import lm_from_state
 from bestofn_core.primitives.example import Example
 from bestofn_core.primitives.module import Module, Parameter
 from bestofn_core.primitives.prediction import Prediction
+from bestofn_core.primitives.trace import extend_trace
 from bestofn_core.settings import settings
 from bestofn_core.signatures import Signature, ensure_signature
 
@@ -98,9 +99,7 @@ class Predict(Module, Parameter):
         adapter = settings.adapter or ChatAdapter()
         completions = await adapter.acall(lm, config, signature, demos, inputs)
         prediction = Prediction.from_completions(completions, signature=signature)
-        trace = settings.trace
-        if trace is not None:
-            trace.append((self, dict(inputs), prediction))
+        extend_trace([(self, dict(inputs), prediction)])
         return prediction
 
     def _prepare(
