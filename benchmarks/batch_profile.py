@@ -23,7 +23,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from batch import LATENCY_S, ROOT, WORKER, child_env, test_server
+from _common import LIBRARIES, ROOT, child_env, test_server
+from batch import LATENCY_S, WORKER
 
 #: (area, substring that puts a sample's stack in it), first match wins
 AREAS = (
@@ -96,7 +97,7 @@ def analyse(raw: Path, top: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Profile one library's comparison batches and print where the samples fall."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("--library", default="ours", choices=("ours", "dspy", "dspy-litellm"))
+    parser.add_argument("--library", default="ours", choices=list(LIBRARIES))
     parser.add_argument("--repeats", type=int, default=10, help="timed batches (default 10)")
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second (default 250)")
     parser.add_argument("--top", type=int, default=30)

@@ -35,7 +35,8 @@ import subprocess
 import sys
 from typing import Any
 
-from batch import LATENCY_S, ROOT, child_env, test_server
+from _common import ROOT, child_env, test_server
+from batch import LATENCY_S
 
 VARIANTS = ("base", "no-cost", "async-reward", "raw-http", "raw-http+async-reward")
 

@@ -5,8 +5,10 @@ pools, thread pools and event loops of one library never touch the other's numbe
 
     python benchmarks/batch_worker.py LIBRARY MEASUREMENT --url URL [options]
 
-LIBRARY is ``ours`` (bestofn_core), ``dspy`` (dspy 3.4.1 with its default engine) or ``dspy-litellm``
-(dspy 3.4.1 with ``engine="litellm"``). Every library runs the same program,
+LIBRARY is ``ours`` (bestofn_core with its default litellm backend), ``ours-openai-http`` (bestofn_core
+with ``LM(..., backend="openai_http:openai_http")``, the lean first-party backend), ``dspy`` (dspy 3.4.1
+with its default engine) or ``dspy-litellm`` (dspy 3.4.1 with ``engine="litellm"``). Every library runs
+the same program,
 ``BestOfN(ChainOfThought("question -> answer"), N, reward_fn=<always 0.0>, threshold=1.0)``, so the
 threshold is never reached and all N attempts of every example run; caches are off; model
 ``openai/bench-model`` at the test server ``--url``, temperature 1.0, progress bars off. MEASUREMENT is
@@ -14,7 +16,7 @@ threshold is never reached and all N attempts of every example run; caches are o
 - ``compare``: wall time and client CPU of ``program.batch(examples, num_threads=...)`` over
   ``--questions`` distinct examples, ``--warmup`` untimed batches first, then ``--repeats`` timed ones
   (every batch asks questions no earlier batch asked).
-- ``scale`` (``ours`` only): one warm-up batch of ``--warmup-questions`` examples, then one timed
+- ``scale`` (bestofn-core only): one warm-up batch of ``--warmup-questions`` examples, then one timed
   batch of ``--questions`` examples with ``configure(max_concurrency=...)``: wall time, client CPU,
   requests/s, peak RSS (``ru_maxrss``) and the RSS before and after the batch.
 
@@ -27,60 +29,24 @@ import argparse
 import gc
 import json
 import os
-import resource
 import sys
-import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
+
+from _common import (
+    LIBRARIES,
+    history_entries,
+    load_library,
+    never_good_enough,
+    peak_rss_mib,
+    rss_mib,
+    thread_cpu_seconds,
+)
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-MODEL = "openai/bench-model"
-API_KEY = "bench-dummy-key"
-LIBRARIES = ("ours", "dspy", "dspy-litellm")
 MEASUREMENTS = ("compare", "scale")
-
-
-def never_good_enough(inputs: dict[str, Any], prediction: Any) -> float:
-    """The reward: always 0.0, so the threshold of 1.0 is never reached and every attempt runs."""
-    return 0.0
-
-
-def rss_mib() -> float:
-    """The process's resident set size now (``VmRSS``), in MiB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def peak_rss_mib() -> float:
-    """The process's peak resident set size so far (``ru_maxrss``, KiB on Linux), in MiB."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def thread_cpu_seconds(name: str) -> float | None:
-    """CPU seconds (user + system) the thread called ``name`` has used so far; ``None`` if there is none."""
-    for thread in threading.enumerate():
-        if thread.name == name and thread.native_id is not None:
-            try:
-                stat = Path(f"/proc/self/task/{thread.native_id}/stat").read_text()
-            except OSError:
-                return None
-            fields = stat.rpartition(")")[2].split()  # fields from the 3rd on: the name may hold spaces
-            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return None
-
-
-def history_entries() -> int | None:
-    """Entries in bestofn-core's process-wide LM call history (``None`` when it is not importable)."""
-    try:
-        from bestofn_core.lm.history import GLOBAL_HISTORY
-    except ImportError:
-        return None
-    return len(GLOBAL_HISTORY)
 
 
 class Harness:
@@ -91,40 +57,28 @@ class Harness:
         self.executor: str | None = None
         #: bestofn-core runs batches on one event-loop thread: its name, to measure that thread's CPU
         self.loop_thread: str | None = None
-        if library == "ours":
-            import bestofn_core as bon
+        if library.startswith("ours"):
+            from bestofn_core._runner import RUNNER_THREAD_NAME
             from bestofn_core.parallel.parallel import resolve_executor
 
-            bon.configure_cache(enable_disk_cache=False, enable_memory_cache=False)
-            lm = bon.LM(MODEL, api_base=url, api_key=API_KEY, temperature=1.0, cache=False)
-            bon.configure(lm=lm, max_concurrency=max_concurrency, disable_progress_bar=True)
-            self.program: Any = bon.BestOfN(
-                bon.ChainOfThought("question -> answer"), N=n, reward_fn=never_good_enough, threshold=1.0
-            )
-            self.example_class: Any = bon.Example
-            self.version = bon.__version__
+            settings: dict[str, Any] = {"max_concurrency": max_concurrency, "disable_progress_bar": True}
+            self.loop_thread = RUNNER_THREAD_NAME
+        elif max_concurrency is not None:
+            raise SystemExit("max_concurrency is a bestofn-core setting; DSPy has no equivalent")
+        else:
+            settings = {}
+        package = load_library(library, url, **settings)
+        self.program: Any = package.BestOfN(
+            module=package.ChainOfThought("question -> answer"),
+            N=n,
+            reward_fn=never_good_enough,
+            threshold=1.0,
+        )
+        self.example_class: Any = package.Example
+        self.version: str = package.__version__
+        if library.startswith("ours"):
             # what batch() picks by default for this program
             self.executor = type(resolve_executor(None, [self.program])).__name__
-            from bestofn_core._runner import RUNNER_THREAD_NAME
-
-            self.loop_thread = RUNNER_THREAD_NAME
-        else:
-            import dspy
-
-            if max_concurrency is not None:
-                raise SystemExit("max_concurrency is a bestofn-core setting; DSPy has no equivalent")
-            dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=False)
-            engine = {"engine": "litellm"} if library == "dspy-litellm" else {}
-            lm = dspy.LM(MODEL, api_base=url, api_key=API_KEY, temperature=1.0, cache=False, **engine)
-            dspy.configure(lm=lm)
-            self.program = dspy.BestOfN(
-                module=dspy.ChainOfThought("question -> answer"),
-                N=n,
-                reward_fn=never_good_enough,
-                threshold=1.0,
-            )
-            self.example_class = dspy.Example
-            self.version = dspy.__version__
 
     def examples(self, tag: str, count: int) -> list[Any]:
         """``count`` distinct examples no earlier batch has asked, so no cache anywhere could answer."""
@@ -217,7 +171,7 @@ def measure_scale(harness: Harness, args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     """Run one measurement and print its JSON result as the last stdout line."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("library", choices=LIBRARIES)
+    parser.add_argument("library", choices=list(LIBRARIES))
     parser.add_argument("measurement", choices=MEASUREMENTS)
     parser.add_argument("--url", required=True, help="the test server's api_base")
     parser.add_argument("--questions", type=int, default=64, help="examples per (timed) batch")
@@ -228,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=1, help="compare: untimed batches first")
     parser.add_argument("--warmup-questions", type=int, default=64, help="scale: examples of the warm-up")
     args = parser.parse_args(argv)
-    if args.measurement == "scale" and args.library != "ours":
+    if args.measurement == "scale" and not args.library.startswith("ours"):
         parser.error("scale measures bestofn-core only")
 
     harness = Harness(args.library, args.url, args.n, args.max_concurrency)

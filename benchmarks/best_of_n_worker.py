@@ -1,16 +1,20 @@
-"""One library's measurements for the best-of-N benchmark, run in a fresh process.
+"""One library's measurements for the best-of-N benchmarks, run in a fresh process.
 
-``benchmarks/best_of_n.py`` starts this script once per (library, measurement) so that imports, caches,
-connection pools and event loops of one library never touch the other's numbers::
+``benchmarks/best_of_n.py`` and ``benchmarks/sweep.py`` start this script once per (library,
+measurement) so that imports, caches, connection pools and event loops of one library never touch the
+other's numbers::
 
     python benchmarks/best_of_n_worker.py LIBRARY MEASUREMENT [--url URL] [--repeats R] ...
 
-LIBRARY is ``ours`` (bestofn_core), ``dspy`` (dspy 3.4.1 with its default engine) or ``dspy-litellm``
-(dspy 3.4.1 with ``engine="litellm"``). MEASUREMENT is one of
+LIBRARY is ``ours`` (bestofn_core with its default litellm backend), ``ours-openai-http`` (bestofn_core
+with ``LM(..., backend="openai_http:openai_http")``, the lean first-party backend), ``dspy`` (dspy 3.4.1
+with its default engine) or ``dspy-litellm`` (dspy 3.4.1 with ``engine="litellm"``). MEASUREMENT is one of
 
 - ``wall``: wall time of one plain ChainOfThought call (one HTTP request) and of one BestOfN call
   (N=8, a reward that never reaches the threshold), against the server at ``--url`` (started by the
-  driver with 100 ms latency); for ``ours`` also BestOfN with ``sampling="batched"``.
+  driver with 100 ms latency); for bestofn-core also BestOfN with ``sampling="batched"``.
+- ``sweep``: the same, for each N of ``--ns`` (one BestOfN per N), plus the single request; the N values
+  are interleaved within each repeat so drift hits them alike.
 - ``cpu``: client CPU (``time.process_time()``, every thread of this process) per attempt over
   ``--calls`` BestOfN calls, against the server at ``--url`` (0 ms latency, another process).
 - ``requests``: HTTP requests, choices and token usage of one BestOfN call, counted by an in-process
@@ -27,51 +31,34 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
+
+from _common import LIBRARIES, MODEL, load_library, never_good_enough
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-MODEL = "openai/bench-model"
-API_KEY = "bench-dummy-key"
 N = 8
-LIBRARIES = ("ours", "dspy", "dspy-litellm")
-MEASUREMENTS = ("wall", "cpu", "requests")
-
-
-def never_good_enough(inputs: dict[str, Any], prediction: Any) -> float:
-    """The reward: always 0.0, so the threshold of 1.0 is never reached and every attempt runs."""
-    return 0.0
+MEASUREMENTS = ("wall", "sweep", "cpu", "requests")
 
 
 class Harness:
     """The same program in either library: a ChainOfThought and BestOfN over it, caches off."""
 
-    def __init__(self, library: str, url: str, *, track_usage: bool = False) -> None:
+    def __init__(self, library: str, url: str, *, track_usage: bool = False, n: int = N) -> None:
         self.library = library
-        if library == "ours":
-            import bestofn_core as bon
+        self.package = load_library(library, url, track_usage=track_usage)
+        self.module: Any = self.package.ChainOfThought("question -> answer")
+        self.best_of_n: Any = self.program(n)
+        # DSPy's BestOfN has no batched sampling
+        self.batched: Any = self.program(n, sampling="batched") if library.startswith("ours") else None
+        self.version = self.package.__version__
 
-            bon.configure_cache(enable_disk_cache=False, enable_memory_cache=False)
-            lm = bon.LM(MODEL, api_base=url, api_key=API_KEY, temperature=1.0, cache=False)
-            bon.configure(lm=lm, track_usage=track_usage)
-            self.module: Any = bon.ChainOfThought("question -> answer")
-            self.best_of_n: Any = bon.BestOfN(self.module, N=N, reward_fn=never_good_enough, threshold=1.0)
-            self.batched: Any = bon.BestOfN(
-                self.module, N=N, reward_fn=never_good_enough, threshold=1.0, sampling="batched"
-            )
-            self.version = bon.__version__
-        else:
-            import dspy
-
-            dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=False)
-            engine = {"engine": "litellm"} if library == "dspy-litellm" else {}
-            lm = dspy.LM(MODEL, api_base=url, api_key=API_KEY, temperature=1.0, cache=False, **engine)
-            dspy.configure(lm=lm, track_usage=track_usage)
-            self.module = dspy.ChainOfThought("question -> answer")
-            self.best_of_n = dspy.BestOfN(module=self.module, N=N, reward_fn=never_good_enough, threshold=1.0)
-            self.batched = None  # DSPy's BestOfN has no batched sampling
-            self.version = dspy.__version__
+    def program(self, n: int, **options: Any) -> Any:
+        """``BestOfN`` over this harness's ChainOfThought with ``n`` attempts and the never-good reward."""
+        return self.package.BestOfN(
+            module=self.module, N=n, reward_fn=never_good_enough, threshold=1.0, **options
+        )
 
     def question(self, tag: str, index: int) -> str:
         """A question no earlier call has asked, so no cache anywhere could answer it."""
@@ -98,6 +85,27 @@ def measure_wall(harness: Harness, repeats: int, warmup: int) -> dict[str, Any]:
             if index >= warmup:
                 samples[name].append(seconds)
     return {"seconds": samples}
+
+
+def measure_sweep(harness: Harness, ns: Sequence[int], repeats: int, warmup: int) -> dict[str, Any]:
+    """Wall time of one BestOfN call for each N in ``ns`` (and of one single request), warm-up excluded.
+
+    Within each repeat every program runs once, in order, so slow drift of the machine hits all alike.
+    bestofn-core also runs ``sampling="batched"`` (one request asking for N choices) for each N.
+    """
+    programs: dict[str, Any] = {"single": harness.module}
+    for n in ns:
+        programs[f"best_of_n/{n}"] = harness.program(n)
+        if harness.library.startswith("ours"):
+            programs[f"batched/{n}"] = harness.program(n, sampling="batched")
+    samples: dict[str, list[float]] = {name: [] for name in programs}
+    for index in range(warmup + repeats):
+        for name, program in programs.items():
+            seconds = timed(functools.partial(program, question=harness.question(f"sweep-{name}", index)))
+            if index >= warmup:
+                samples[name].append(seconds)
+        print(f"{harness.library} sweep repeat {index} done", file=sys.stderr)
+    return {"seconds": samples, "ns": list(ns)}
 
 
 def measure_cpu(harness: Harness, repeats: int, warmup: int, calls: int) -> dict[str, Any]:
@@ -147,12 +155,13 @@ def measure_requests(library: str) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     """Run one measurement and print its JSON result as the last stdout line."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("library", choices=LIBRARIES)
+    parser.add_argument("library", choices=list(LIBRARIES))
     parser.add_argument("measurement", choices=MEASUREMENTS)
     parser.add_argument("--url", help="the test server's api_base (wall, cpu)")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--calls", type=int, default=20, help="BestOfN calls per cpu repeat")
+    parser.add_argument("--ns", default="1,2,4,8,16", help="sweep: comma-separated N values")
     args = parser.parse_args(argv)
 
     result: dict[str, Any] = {"library": args.library, "measurement": args.measurement}
@@ -165,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
         result["version"] = harness.version
         if args.measurement == "wall":
             result.update(measure_wall(harness, args.repeats, args.warmup))
+        elif args.measurement == "sweep":
+            ns = [int(value) for value in args.ns.split(",")]
+            result.update(measure_sweep(harness, ns, args.repeats, args.warmup))
         else:
             result.update(measure_cpu(harness, args.repeats, args.warmup, args.calls))
     sys.stdout.write(json.dumps(result) + "\n")

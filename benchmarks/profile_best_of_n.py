@@ -23,7 +23,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from best_of_n import ROOT, WORKER, child_env, test_server
+from _common import LIBRARIES, ROOT, child_env, test_server
+from best_of_n import WORKER
 
 #: (area, substring that puts a sample's stack in it), first match wins
 AREAS = (
@@ -77,7 +78,7 @@ def analyse(raw: Path, top: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Profile one library's CPU measurement and print where the samples fall."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("--library", default="ours", choices=("ours", "dspy", "dspy-litellm"))
+    parser.add_argument("--library", default="ours", choices=list(LIBRARIES))
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--calls", type=int, default=20)
     parser.add_argument("--top", type=int, default=25)
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     if py_spy is None:
         print("py-spy is not installed: benchmarks/.venv/bin/pip install py-spy", file=sys.stderr)
         return 2
-    with tempfile.TemporaryDirectory() as tmp, test_server(0.0) as url:
+    with tempfile.TemporaryDirectory() as tmp, test_server(0.0) as server:
         raw = Path(tmp) / "profile.txt"
         command = [
             py_spy,
@@ -105,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             args.library,
             "cpu",
             "--url",
-            url,
+            server.url,
             "--repeats",
             str(args.repeats),
             "--calls",

@@ -1,12 +1,12 @@
-"""The batch benchmark's test server: the bundled OpenAI-compatible server, recording request arrivals.
+"""The benchmarks' test server: the bundled OpenAI-compatible server, recording request arrivals.
 
 ``python -m bestofn_core.testing.openai_server`` turns request recording off in process mode (nobody
-could read the records there). The batch benchmark wants two numbers from the server side, which only
-the server can see independently of the client: how many chat-completions requests arrived, and how many
+could read the records there). The benchmarks want two numbers from the server side, which only the
+server can see independently of the client: how many chat-completions requests arrived, and how many
 were in flight at once. This script runs the same ``OpenAICompatServer`` (same handler, same answers,
 same latency) in its own process with recording on, and answers on stdin::
 
-    python benchmarks/batch_server.py --latency 0.1
+    python benchmarks/bench_server.py --latency 0.1
 
 prints ``http://127.0.0.1:PORT/v1`` as its first stdout line, then for each ``stats`` line read on stdin
 prints one JSON line, ``{"requests": R, "choices": C, "max_in_flight": M}``, about the requests received
