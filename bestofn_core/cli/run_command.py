@@ -371,7 +371,8 @@ def _run_file(
                 todo,
                 num_threads=args.num_threads,
                 return_failed_examples=True,
-                disable_progress_bar=args.no_progress,
+                # like the one-question bar: only on a terminal, never in logs or pipes
+                disable_progress_bar=args.no_progress or not sys.stderr.isatty(),
             )
     finally:
         results.close()
