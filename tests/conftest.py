@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 # before anything imports litellm or the cache: no network at import, no writes to the real home
@@ -16,6 +19,25 @@ import pytest
 import bestofn_core as bon
 from bestofn_core.lm.cache import configure_cache
 from bestofn_core.testing.openai_server import OpenAICompatServer
+
+#: The module name test modules import the plugin-distribution fixtures by
+#: (``import bestofn_tests_plugin_fixtures as plugin_fixtures``): tests/ is no package and pytest runs in
+#: importlib mode, so the file is loaded here, once, before any test module is imported.
+PLUGIN_FIXTURES = "bestofn_tests_plugin_fixtures"
+
+
+def _load_plugin_fixtures() -> None:
+    if PLUGIN_FIXTURES in sys.modules:
+        return
+    path = Path(__file__).resolve().parent / "fixtures" / "plugin_dists" / "plugin_fixtures.py"
+    spec = importlib.util.spec_from_file_location(PLUGIN_FIXTURES, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[PLUGIN_FIXTURES] = module
+    spec.loader.exec_module(module)
+
+
+_load_plugin_fixtures()
 
 
 @pytest.fixture(scope="session")

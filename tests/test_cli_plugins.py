@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
+import bestofn_tests_plugin_fixtures as plugin_fixtures  # loaded by tests/conftest.py
 import orjson
 import pytest
 
@@ -21,24 +20,9 @@ from bestofn_core.plugins import get_plugin_manager, reset_plugins
 TESTS = Path(__file__).resolve().parent
 
 
-def load_plugin_fixtures() -> ModuleType:
-    """tests/fixtures/plugin_dists/plugin_fixtures.py, imported once whatever pytest's import mode."""
-    name = "bestofn_tests_plugin_fixtures"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, TESTS / "fixtures/plugin_dists/plugin_fixtures.py"
-        )
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-_fixtures = load_plugin_fixtures()
-isolated_plugins = _fixtures.isolated_plugins
-plugin_site = _fixtures.plugin_site
-installed_plugins = _fixtures.installed_plugins
+isolated_plugins = plugin_fixtures.isolated_plugins
+plugin_site = plugin_fixtures.plugin_site
+installed_plugins = plugin_fixtures.installed_plugins
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 import logging
 import os
@@ -15,6 +14,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import bestofn_tests_plugin_fixtures as plugin_fixtures  # loaded by tests/conftest.py
 import pluggy
 import pytest
 
@@ -48,24 +48,9 @@ HOOKS_DOC = TESTS.parent / "docs" / "plugins" / "hooks.md"
 HOOK_PAGES = TESTS.parent / "docs" / "plugins" / "hooks"
 
 
-def load_plugin_fixtures() -> ModuleType:
-    """tests/fixtures/plugin_dists/plugin_fixtures.py, imported once whatever pytest's import mode."""
-    name = "bestofn_tests_plugin_fixtures"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, TESTS / "fixtures/plugin_dists/plugin_fixtures.py"
-        )
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-_fixtures = load_plugin_fixtures()
-isolated_plugins = _fixtures.isolated_plugins
-plugin_site = _fixtures.plugin_site
-installed_plugins = _fixtures.installed_plugins
+isolated_plugins = plugin_fixtures.isolated_plugins
+plugin_site = plugin_fixtures.plugin_site
+installed_plugins = plugin_fixtures.installed_plugins
 
 
 # --------------------------------------------------------------------------------- test plugin objects
@@ -239,7 +224,7 @@ def test_builtin_plugin_names_come_from_the_module_name() -> None:
 
 def test_a_missing_builtin_is_recorded_and_the_others_still_work(monkeypatch: pytest.MonkeyPatch) -> None:
     missing = "bestofn_core.default_plugins.nonexistent_backend"
-    monkeypatch.setattr(default_plugins, "BUILTIN_PLUGINS", (missing, *_fixtures.SERIALIZER_BUILTINS))
+    monkeypatch.setattr(default_plugins, "BUILTIN_PLUGINS", (missing, *plugin_fixtures.SERIALIZER_BUILTINS))
     reset_plugins()
     info = info_of("nonexistent")
     assert info.builtin and info.error is not None and "ModuleNotFoundError" in info.error
@@ -525,7 +510,7 @@ def test_a_plugin_that_asks_for_plugins_while_being_imported_fails_alone(
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(
-        default_plugins, "BUILTIN_PLUGINS", ("reentrant_executor", *_fixtures.SERIALIZER_BUILTINS)
+        default_plugins, "BUILTIN_PLUGINS", ("reentrant_executor", *plugin_fixtures.SERIALIZER_BUILTINS)
     )
     reset_plugins()
     error = info_of("reentrant").error

@@ -7,7 +7,6 @@ test module and runs pytest on it, in this process (fast) or in a fresh one (the
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import pickle
 import subprocess
@@ -15,9 +14,9 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
+import bestofn_tests_plugin_fixtures as plugin_fixtures  # loaded by tests/conftest.py
 import cloudpickle
 import importlib_metadata
 import pytest
@@ -35,22 +34,8 @@ pytest_plugins = ["pytester"]
 TESTS = Path(__file__).resolve().parent
 
 
-def load_plugin_fixtures() -> ModuleType:
-    """tests/fixtures/plugin_dists/plugin_fixtures.py, imported once whatever pytest's import mode."""
-    name = "bestofn_tests_plugin_fixtures"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, TESTS / "fixtures/plugin_dists/plugin_fixtures.py"
-        )
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
 # Only the installed fixture distributions: this module's tests choose their own plugin state.
-plugin_site = load_plugin_fixtures().plugin_site
+plugin_site = plugin_fixtures.plugin_site
 
 
 def write_tests(pytester: pytest.Pytester, source: str) -> None:

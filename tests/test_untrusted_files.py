@@ -16,16 +16,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 import pickle
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
+import bestofn_tests_plugin_fixtures as plugin_fixtures  # loaded by tests/conftest.py
 import orjson
 import pytest
 
@@ -44,23 +43,8 @@ TESTS = Path(__file__).resolve().parent
 OPT_IN = "allow_api_base_from_file=True"
 
 
-def load_plugin_fixtures() -> ModuleType:
-    """tests/fixtures/plugin_dists/plugin_fixtures.py, imported once whatever pytest's import mode."""
-    name = "bestofn_tests_plugin_fixtures"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, TESTS / "fixtures/plugin_dists/plugin_fixtures.py"
-        )
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-_fixtures = load_plugin_fixtures()
-plugin_site = _fixtures.plugin_site
-installed_plugins = _fixtures.installed_plugins
+plugin_site = plugin_fixtures.plugin_site
+installed_plugins = plugin_fixtures.installed_plugins
 
 
 class Program(bon.Module):
