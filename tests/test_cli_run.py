@@ -279,15 +279,7 @@ def test_a_bad_input_file_names_the_line(
 ) -> None:
     source = tmp_path / "in.jsonl"
     source.write_text("\n".join(lines) + "\n")
-    status, _, err = run_cli(
-        SIGNATURE,
-        "--input",
-        str(source),
-        "--output",
-        str(tmp_path / "out.jsonl"),
-        "--reward",
-        "text:one_word",
-    )
+    status, _, err = run_cli(*file_args(source, tmp_path / "out.jsonl"))
     assert status == 2
     assert message in err and str(source) in err
     assert not (tmp_path / "out.jsonl").exists()
@@ -372,6 +364,11 @@ def test_the_config_file_points_the_run_at_a_server(
 # ------------------------------------------------------------------------------------- a file, resumable
 
 
+def file_args(source: Path, target: Path, *more: str) -> tuple[str, ...]:
+    """``SIGNATURE --input SOURCE --output TARGET --reward text:one_word MORE...``."""
+    return (SIGNATURE, "--input", str(source), "--output", str(target), "--reward", "text:one_word", *more)
+
+
 def write_questions(path: Path, count: int) -> list[dict[str, str]]:
     examples = [{"question": f"question {index}"} for index in range(count)]
     path.write_bytes(b"".join(orjson.dumps(example) + b"\n" for example in examples))
@@ -388,17 +385,7 @@ def test_a_file_is_run_and_rerunning_skips_what_is_done(
     source, target = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     examples = write_questions(source, 6)
     server.set_responder(answers("Brussels"))
-    args = (
-        SIGNATURE,
-        "--input",
-        str(source),
-        "--output",
-        str(target),
-        "-n",
-        "2",
-        "--reward",
-        "text:one_word",
-    )
+    args = file_args(source, target, "-n", "2")
     status, out, err = run_cli(*args, "--threshold", "1")
     assert status == 0, err
     assert out == f"{target}: 6 example(s): 6 answered, 0 failed (0 already there, 6 run now)\n"
@@ -432,17 +419,7 @@ def test_failed_examples_are_recorded_and_retried_on_request(
     server.set_responder(
         lambda request, index: "garbage" if "question 2" in request.last_user_text else {"answer": "ok"}
     )
-    args = (
-        SIGNATURE,
-        "--input",
-        str(source),
-        "--output",
-        str(target),
-        "-n",
-        "1",
-        "--reward",
-        "text:one_word",
-    )
+    args = file_args(source, target, "-n", "1")
     status, out, _ = run_cli(*args)
     assert status == 1
     assert "3 answered, 1 failed" in out and "--retry-failed" in out
@@ -465,17 +442,7 @@ def test_an_incomplete_last_line_is_discarded_and_rerun(
 ) -> None:
     source, target = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     write_questions(source, 3)
-    args = (
-        SIGNATURE,
-        "--input",
-        str(source),
-        "--output",
-        str(target),
-        "-n",
-        "1",
-        "--reward",
-        "text:one_word",
-    )
+    args = file_args(source, target, "-n", "1")
     assert run_cli(*args)[0] == 0
     whole = target.read_bytes().splitlines(keepends=True)
     torn = whole[0] + whole[1] + whole[2][: len(whole[2]) // 2]  # a kill in the middle of the third write
@@ -493,15 +460,11 @@ def test_an_output_file_of_another_input_is_refused(
     source, target = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     write_questions(source, 2)
     target.write_bytes(orjson.dumps({"index": 0, "inputs": {"question": "other"}}) + b"\n")
-    status, _, err = run_cli(
-        SIGNATURE, "--input", str(source), "--output", str(target), "--reward", "text:one_word"
-    )
+    status, _, err = run_cli(*file_args(source, target))
     assert status == 2
     assert "line 1: the result of example 0 does not match" in err
     target.write_bytes(b'{"index": 0}\n')
-    status, _, err = run_cli(
-        SIGNATURE, "--input", str(source), "--output", str(target), "--reward", "text:one_word"
-    )
+    status, _, err = run_cli(*file_args(source, target))
     assert status == 2 and "line 1: not a bestofn run result" in err
 
 
@@ -553,20 +516,7 @@ def test_killed_mid_run_then_rerun_loses_and_duplicates_nothing(
     source, target = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     examples = write_questions(source, 40)
     server.set_latency(0.05)
-    args = (
-        SIGNATURE,
-        "--input",
-        str(source),
-        "--output",
-        str(target),
-        "-n",
-        "2",
-        "--reward",
-        "text:one_word",
-        "--num-threads",
-        "4",
-        "--no-cache",
-    )
+    args = file_args(source, target, "-n", "2", "--num-threads", "4", "--no-cache")
     env = {"OPENAI_API_KEY": "sk-cli-test"}
     process = cli_process(server, *args, env=env)
     wait_for_lines(target, 5)
