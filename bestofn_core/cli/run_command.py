@@ -22,6 +22,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from bestofn_core._runner import run_in_thread
 from bestofn_core.cli.run_config import (
     DEFAULT_LM,
     LMChoice,
@@ -276,12 +277,13 @@ def _run_one(
     from bestofn_core.cli.run_report import format_outcome, outcome_document
     from bestofn_core.errors import BestOfNError
 
-    progress = _AttemptProgress(type(best.module), args.n, disable=args.no_progress or args.json)
+    # on a terminal only: never in logs, pipes or CI output
+    quiet = args.no_progress or args.json or not sys.stderr.isatty()
     candidates: list[Candidate]
     winner: Candidate | None
     error: BestOfNError | None = None
     try:
-        with progress.listening():
+        with _attempt_progress(type(best.module), args.n, disable=quiet):
             prediction: BestOfNPrediction = best(**inputs)
         candidates, winner = prediction.candidates, prediction.winner
     except BestOfNError as exc:
@@ -297,51 +299,36 @@ def _run_one(
     return EXIT_FAILED if error is not None else 0
 
 
-class _AttemptProgress:
-    """A progress bar of finished attempts, fed by the module events of the attempts' program copies."""
+@contextmanager
+def _attempt_progress(program_type: type, total: int, *, disable: bool) -> Iterator[None]:
+    """While the block runs, show finished attempts (done/failed) on the batch progress bar's class.
 
-    def __init__(self, program_type: type, total: int, *, disable: bool) -> None:
-        self.program_type = program_type
-        self.total = total
-        self.disable = disable
-        self.failed = 0
-        self.bar: Any = None
+    Attempts run copies of the program; their module events (``program_type``'s start and end) feed it.
+    """
+    import bestofn_core as bon
+    from bestofn_core.parallel.progress import Progress
 
-    @contextmanager
-    def listening(self) -> Iterator[None]:
-        """Show the bar while the block runs (on a terminal only; tqdm turns itself off otherwise)."""
-        import bestofn_core as bon
-        from bestofn_core.parallel.progress import progress_bar_class
+    progress = Progress(total, disable=disable, description="sampling", unit="attempt", min_items=1)
+    started: set[str] = set()
 
-        if self.disable:
+    class AttemptCounter(bon.BaseCallback):
+        def on_module_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
+            if type(instance) is program_type:
+                started.add(call_id)
+
+        def on_module_end(self, call_id: str, outputs: Any, exception: BaseException | None = None) -> None:
+            if call_id in started:
+                started.discard(call_id)
+                if exception is None:
+                    progress.succeeded()
+                else:
+                    progress.failed_one()
+
+    try:
+        with bon.context(callbacks=[*bon.settings.callbacks, AttemptCounter()]):
             yield
-            return
-        outer = self
-        # disable=None: tqdm shows nothing when stderr is not a terminal (logs, pipes, CI)
-        self.bar = progress_bar_class()(
-            total=self.total, desc="sampling", unit="attempt", file=sys.stderr, disable=None, leave=False
-        )
-        starts: set[str] = set()
-
-        class Counter(bon.BaseCallback):
-            def on_module_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
-                if type(instance) is outer.program_type:
-                    starts.add(call_id)
-
-            def on_module_end(
-                self, call_id: str, outputs: Any, exception: BaseException | None = None
-            ) -> None:
-                if call_id in starts:
-                    starts.discard(call_id)
-                    outer.failed += exception is not None
-                    outer.bar.set_postfix_str(f"failed={outer.failed}", refresh=False)
-                    outer.bar.update(1)
-
-        try:
-            with bon.context(callbacks=[*bon.settings.callbacks, Counter()]):
-                yield
-        finally:
-            self.bar.close()
+    finally:
+        progress.close()
 
 
 # ------------------------------------------------------------------------------------------------ a file
@@ -417,17 +404,18 @@ class _Recorder(Module):
         try:
             prediction = await self.best.acall(**inputs)
         except BestOfNError as exc:
-            self._record(index, outcome_document(inputs, list(exc.attempts), None, exc, **self.about))
+            await self._record(index, outcome_document(inputs, list(exc.attempts), None, exc, **self.about))
             raise
         except Exception as exc:
-            self._record(index, outcome_document(inputs, [], None, exc, **self.about))
+            await self._record(index, outcome_document(inputs, [], None, exc, **self.about))
             raise
         document = outcome_document(inputs, prediction.candidates, prediction.winner, None, **self.about)
-        self._record(index, document)
+        await self._record(index, document)
         return index
 
-    def _record(self, index: int, document: dict[str, Any]) -> None:
-        self.results.append({"index": index, **document})
+    async def _record(self, index: int, document: dict[str, Any]) -> None:
+        # the write is fsync-ed: off the event loop, which other examples' requests share
+        await run_in_thread(self.results.append, {"index": index, **document})
 
 
 # ------------------------------------------------------------------------------------------------ plumbing

@@ -15,13 +15,22 @@ class Progress:
     Updated from the event loop that runs the batch only, so it needs no lock.
     """
 
-    def __init__(self, total: int, *, disable: bool) -> None:
+    def __init__(
+        self,
+        total: int,
+        *,
+        disable: bool,
+        description: str = "batch",
+        unit: str = "ex",
+        min_items: int = MIN_ITEMS_FOR_PROGRESS,
+    ) -> None:
+        """A bar of ``total`` items titled ``description`` (none if ``disable`` or ``total < min_items``)."""
         self.done = 0
         self.failed = 0
         self._bar: Any = None
-        if not disable and total >= MIN_ITEMS_FOR_PROGRESS:
-            self._bar = progress_bar_class()(
-                total=total, desc="batch", unit="ex", file=sys.stderr, dynamic_ncols=True
+        if not disable and total >= min_items:
+            self._bar = _bar_class()(
+                total=total, desc=description, unit=unit, file=sys.stderr, dynamic_ncols=True
             )
             self._show()
 
@@ -54,7 +63,7 @@ class Progress:
 _BAR_CLASS: Any = None
 
 
-def progress_bar_class() -> Any:
+def _bar_class() -> Any:
     """tqdm without its monitor thread, which would outlive the batch (a batch leaves no thread behind).
 
     Imported on first use: ``import bestofn_core`` stays light.
