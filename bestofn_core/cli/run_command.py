@@ -3,9 +3,11 @@
 One question: ``bestofn run "question -> answer" question="..." -n 5 --reward text:one_word``, printing the
 winning answer and a table of every candidate (``--json`` for the whole result). A file:
 ``--input questions.jsonl --output results.jsonl``, one result line per example, resumable (see
-:mod:`bestofn_core.cli.results_file`). Exit status: 0 when everything was answered, 1 when an example (or
-every attempt of the question) failed, 2 for bad input (one line naming the problem and the fix; no
-traceback unless ``--debug``), 130/143 when interrupted by SIGINT/SIGTERM.
+:mod:`bestofn_core.cli.run_file`). This module parses and checks the command line, builds the program
+and the LM, and turns errors and signals into exit statuses; ``run_one`` and ``run_file`` do the rest.
+Exit status: 0 when everything was answered, 1 when an example (or every attempt of the question)
+failed, 2 for bad input (one line naming the problem and the fix; no traceback unless ``--debug``),
+130/143 when interrupted by SIGINT/SIGTERM.
 """
 
 from __future__ import annotations
@@ -16,13 +18,12 @@ import os
 import signal
 import sys
 import traceback
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from bestofn_core._runner import run_in_thread
 from bestofn_core.cli.run_config import (
     DEFAULT_LM,
     LMChoice,
@@ -32,12 +33,9 @@ from bestofn_core.cli.run_config import (
     read_input_file,
     resolve_lm,
 )
-from bestofn_core.primitives.module import Module
-
-if TYPE_CHECKING:
-    from bestofn_core.best_of_n.best_of_n import BestOfN
-    from bestofn_core.best_of_n.candidates import Candidate
-    from bestofn_core.cli.results_file import ResultsFile
+from bestofn_core.cli.run_file import run_file
+from bestofn_core.cli.run_one import run_one
+from bestofn_core.cli.run_report import EXIT_FAILED, EXIT_SIGNAL_BASE, EXIT_USAGE, one_line, say
 
 __all__ = ["add_run_command"]
 
@@ -52,11 +50,6 @@ The LM is --lm, else $BESTOFN_LM, else [lm] model in $BESTOFN_CONFIG (default
 ~/.config/bestofn/config.toml), else the embedded local/smollm2 (needs the bestofn-llamacpp plugin).
 Rewards, policies and LM backends come from plugins: `bestofn plugins --all` lists them.
 """
-
-#: Exit statuses (besides 0): an example failed; bad input; interrupted by SIGINT / SIGTERM.
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_SIGNAL_BASE = 128
 
 
 def add_run_command(commands: Any) -> None:
@@ -146,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
                 return _execute(args)
             except KeyboardInterrupt:
                 name = signal.Signals(received[-1]).name if received else "SIGINT"
-                _say(
+                say(
                     f"interrupted by {name}; finished results are kept"
                     + (" (rerun to resume)" if args.input else "")
                 )
@@ -195,9 +188,9 @@ def _execute(args: argparse.Namespace) -> int:
     }
     with bon.context(lm=lm, adapter=adapter):
         if examples is not None:
-            return _run_file(best, examples, args, about)
+            return run_file(best, examples, args, about)
         assert single_inputs is not None
-        return _run_one(best, signature, single_inputs, args, about)
+        return run_one(best, signature, single_inputs, args, about)
 
 
 def _check_combination(args: argparse.Namespace) -> None:
@@ -266,158 +259,6 @@ def _reward(reference: str, params: list[str]) -> Any:
     return bon.reward(reference, **values)
 
 
-# ------------------------------------------------------------------------------------------ one question
-
-
-def _run_one(
-    best: BestOfN, signature: Any, inputs: dict[str, Any], args: argparse.Namespace, about: Mapping[str, Any]
-) -> int:
-    from bestofn_core.best_of_n.candidates import BestOfNPrediction
-    from bestofn_core.cli.results_file import to_json_bytes
-    from bestofn_core.cli.run_report import format_outcome, outcome_document
-    from bestofn_core.errors import BestOfNError
-
-    # on a terminal only: never in logs, pipes or CI output
-    quiet = args.no_progress or args.json or not sys.stderr.isatty()
-    candidates: list[Candidate]
-    winner: Candidate | None
-    error: BestOfNError | None = None
-    try:
-        with _attempt_progress(type(best.module), args.n, disable=quiet):
-            prediction: BestOfNPrediction = best(**inputs)
-        candidates, winner = prediction.candidates, prediction.winner
-    except BestOfNError as exc:
-        candidates, winner, error = list(exc.attempts), None, exc
-    if args.json:
-        document = outcome_document(inputs, candidates, winner, error, **about)
-        sys.stdout.buffer.write(to_json_bytes(document) + b"\n")
-    else:
-        sys.stdout.write(format_outcome(list(signature.output_fields), candidates, winner, args.n))
-        if error is not None:
-            _say(_one_line(str(error)))
-    sys.stdout.flush()
-    return EXIT_FAILED if error is not None else 0
-
-
-@contextmanager
-def _attempt_progress(program_type: type, total: int, *, disable: bool) -> Iterator[None]:
-    """While the block runs, show finished attempts (done/failed) on the batch progress bar's class.
-
-    Attempts run copies of the program; their module events (``program_type``'s start and end) feed it.
-    """
-    import bestofn_core as bon
-    from bestofn_core.parallel.progress import Progress
-
-    progress = Progress(total, disable=disable, description="sampling", unit="attempt", min_items=1)
-    started: set[str] = set()
-
-    class AttemptCounter(bon.BaseCallback):
-        def on_module_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
-            if type(instance) is program_type:
-                started.add(call_id)
-
-        def on_module_end(self, call_id: str, outputs: Any, exception: BaseException | None = None) -> None:
-            if call_id in started:
-                started.discard(call_id)
-                if exception is None:
-                    progress.succeeded()
-                else:
-                    progress.failed_one()
-
-    try:
-        with bon.context(callbacks=[*bon.settings.callbacks, AttemptCounter()]):
-            yield
-    finally:
-        progress.close()
-
-
-# ------------------------------------------------------------------------------------------------ a file
-
-
-def _run_file(
-    best: BestOfN, examples: list[dict[str, Any]], args: argparse.Namespace, about: Mapping[str, Any]
-) -> int:
-    from bestofn_core.cli.results_file import ResultsFile, to_json_bytes
-
-    results = ResultsFile.open(args.output, examples, retry_failed=args.retry_failed)
-    try:
-        if results.discarded_bytes:
-            _say(
-                f"{args.output}: removed an incomplete last line ({results.discarded_bytes} bytes) left "
-                "by an interrupted run; that example runs again"
-            )
-        skipped = len(results.records)
-        todo = [
-            {"index": index, "inputs": examples[index]}
-            for index in range(len(examples))
-            if index not in results.records
-        ]
-        recorder = _Recorder(best, results, about)
-        if todo:
-            recorder.batch(
-                todo,
-                num_threads=args.num_threads,
-                return_failed_examples=True,
-                # like the one-question bar: only on a terminal, never in logs or pipes
-                disable_progress_bar=args.no_progress or not sys.stderr.isatty(),
-            )
-    finally:
-        results.close()
-    failed = sum(1 for record in results.records.values() if record.get("error") is not None)
-    answered = len(results.records) - failed
-    summary = {
-        "input": str(args.input),
-        "output": str(args.output),
-        "examples": len(examples),
-        "answered": answered,
-        "failed": failed,
-        "skipped": skipped,
-        "ran": len(examples) - skipped,
-    }
-    if args.json:
-        sys.stdout.buffer.write(to_json_bytes(summary) + b"\n")
-    else:
-        sys.stdout.write(
-            f"{args.output}: {len(examples)} example(s): {answered} answered, {failed} failed "
-            f"({skipped} already there, {len(examples) - skipped} run now)\n"
-        )
-        if failed:
-            sys.stdout.write("Their errors are in the file; --retry-failed runs them again.\n")
-    sys.stdout.flush()
-    return EXIT_FAILED if failed else 0
-
-
-class _Recorder(Module):
-    """Runs one example of the input file and appends its result line, for successes and failures alike."""
-
-    def __init__(self, best: BestOfN, results: ResultsFile, about: Mapping[str, Any]) -> None:
-        super().__init__()
-        self.best = best
-        self.results = results
-        self.about = about
-
-    async def aforward(self, index: int, inputs: dict[str, Any]) -> int:
-        """Run example ``index``, record the outcome, and re-raise a failure so the batch counts it."""
-        from bestofn_core.cli.run_report import outcome_document
-        from bestofn_core.errors import BestOfNError
-
-        try:
-            prediction = await self.best.acall(**inputs)
-        except BestOfNError as exc:
-            await self._record(index, outcome_document(inputs, list(exc.attempts), None, exc, **self.about))
-            raise
-        except Exception as exc:
-            await self._record(index, outcome_document(inputs, [], None, exc, **self.about))
-            raise
-        document = outcome_document(inputs, prediction.candidates, prediction.winner, None, **self.about)
-        await self._record(index, document)
-        return index
-
-    async def _record(self, index: int, document: dict[str, Any]) -> None:
-        # the write is fsync-ed: off the event loop, which other examples' requests share
-        await run_in_thread(self.results.append, {"index": index, **document})
-
-
 # ------------------------------------------------------------------------------------------------ plumbing
 
 
@@ -471,14 +312,5 @@ def _fail(exc: BaseException, debug: bool, status: int, word: str) -> int:
     if debug:
         traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
     hint = "" if debug else " (--debug shows the traceback)" if status == EXIT_FAILED else ""
-    _say(f"{word}: {_one_line(str(exc))}{hint}")
+    say(f"{word}: {one_line(str(exc))}{hint}")
     return status
-
-
-def _one_line(text: str) -> str:
-    return " ".join(part.strip() for part in text.strip().splitlines() if part.strip())
-
-
-def _say(message: str) -> None:
-    sys.stderr.write(f"bestofn run: {message}\n")
-    sys.stderr.flush()

@@ -6,12 +6,27 @@ The JSON document is built from :meth:`Candidate.to_dict`, so it holds exactly w
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bestofn_core.best_of_n.candidates import Candidate
 
-__all__ = ["candidate_tokens", "format_outcome", "outcome_document"]
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_SIGNAL_BASE",
+    "EXIT_USAGE",
+    "candidate_tokens",
+    "format_outcome",
+    "one_line",
+    "outcome_document",
+    "say",
+]
+
+#: Exit statuses (besides 0): an example failed; bad input; interrupted (plus the signal's number).
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_SIGNAL_BASE = 128
 
 #: Widest answer and error shown in a table cell; the JSON output has them whole.
 ANSWER_WIDTH = 48
@@ -124,3 +139,14 @@ def _error_text(error: BaseException) -> str:
 def _clip(text: str, width: int) -> str:
     text = " ".join(text.split())  # one line: newlines and runs of spaces would break the table
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def one_line(text: str) -> str:
+    """``text`` on one line (a multi-line error message, say), for stderr and table cells."""
+    return " ".join(part.strip() for part in text.strip().splitlines() if part.strip())
+
+
+def say(message: str) -> None:
+    """One line on stderr, prefixed ``bestofn run:``."""
+    sys.stderr.write(f"bestofn run: {message}\n")
+    sys.stderr.flush()
