@@ -463,7 +463,8 @@ class OpenAICompatServer:
         """How many chat-completions handlers were cancelled before answering (since the last :meth:`reset`).
 
         A handler is cancelled when its client closes the connection before the answer is sent: a client
-        timeout, or a cancelled call. Each such request also has ``cancelled=True`` in :attr:`requests`.
+        timeout, or a cancelled call. Each such request also has ``cancelled=True`` in :attr:`requests`. A
+        client that goes away before its request's body has arrived is not counted: there is no request.
         """
         with self._lock:
             return self._cancelled
@@ -646,9 +647,9 @@ class OpenAICompatServer:
             response = await self._answer(request, on_received)
         except asyncio.CancelledError:
             # aiohttp cancels the handler when the client closes the connection (handler_cancellation)
-            with self._lock:
-                self._cancelled += 1
             if received is not None:
+                with self._lock:
+                    self._cancelled += 1
                 received.cancelled = True
             raise
         if received is not None:
