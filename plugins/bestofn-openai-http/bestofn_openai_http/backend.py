@@ -41,6 +41,7 @@ from bestofn_core.errors import (
     LMServerError,
     LMTimeoutError,
 )
+from bestofn_core.lm.credentials import redact
 from bestofn_core.protocols import LMRequest, LMResponse
 from bestofn_openai_http._version import __version__
 
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
     import httpx
 
 __all__ = [
+    "ACCEPTED_CREDENTIALS",
     "DEFAULT_API_BASE",
     "DEFAULT_TIMEOUT",
     "PREFIX",
@@ -63,9 +65,9 @@ DEFAULT_API_BASE = "https://api.openai.com/v1"
 DEFAULT_TIMEOUT = 600.0
 
 _USER_AGENT = f"bestofn-openai-http/{__version__}"
-# Credentials and connection settings this backend understands; any other is refused, because silently
-# ignoring, say, an Azure ``api_version`` would turn a configuration mistake into a puzzling 401 or 404.
-_ACCEPTED_CREDENTIALS = ("api_key", "api_base", "base_url", "organization", "project", "extra_headers")
+#: The credentials and connection settings this backend understands. It refuses any other, because silently
+#: ignoring, say, an Azure ``api_version`` would turn a configuration mistake into a puzzling 401 or 404.
+ACCEPTED_CREDENTIALS = ("api_key", "api_base", "base_url", "organization", "project", "extra_headers")
 _MAX_DETAIL = 500
 _MIN_MASKED = 8
 
@@ -408,11 +410,11 @@ def _environment_proxies() -> dict[str, str]:
 
 def _headers(credentials: Mapping[str, Any]) -> tuple[dict[str, str], tuple[str, ...]]:
     """The request headers, and the secret values that must never appear in an error message."""
-    unknown = [name for name in credentials if name not in _ACCEPTED_CREDENTIALS]
+    unknown = [name for name in credentials if name not in ACCEPTED_CREDENTIALS]
     if unknown:
         raise ConfigurationError(
             f"The openai_http backend does not understand the LM setting(s) {', '.join(sorted(unknown))}. "
-            f"It accepts {', '.join(_ACCEPTED_CREDENTIALS)}; for other providers (Azure, Bedrock, ...) use "
+            f"It accepts {', '.join(ACCEPTED_CREDENTIALS)}; for other providers (Azure, Bedrock, ...) use "
             "the litellm backend with a model string such as 'azure/<deployment>'."
         )
     headers = {"Content-Type": "application/json"}
@@ -623,11 +625,14 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
 
 def _transport_error(exc: Exception, model: str, shown_url: str, timeout: float) -> LMError:
     httpx = _import_httpx()
-    cause = f"{type(exc).__name__}: {_clip(str(exc)) or 'no details'}"
     if isinstance(exc, httpx.TimeoutException):
+        # the root of a timeout is the cancellation that enforced it: naming it would add nothing
         return LMTimeoutError(
-            f"{model}: POST {shown_url} took longer than the timeout of {timeout:g}s ({cause})", model=model
+            f"{model}: POST {shown_url} timed out: no answer within the timeout of {timeout:g}s "
+            f"({type(exc).__name__})",
+            model=model,
         )
+    cause = f"{type(exc).__name__}: {_clip(str(exc)) or _root_cause(exc)}"
     if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
         # kept an LMRequestError so the kernel does not retry a URL that can never work
         return LMRequestError(f"{model}: cannot send to {shown_url}: {cause}; check api_base", model=model)
@@ -647,14 +652,25 @@ def _transport_error(exc: Exception, model: str, shown_url: str, timeout: float)
     return LMConnectionError(f"{model}: POST {shown_url}: {what} ({cause})", model=model)
 
 
+def _root_cause(exc: BaseException) -> str:
+    """The innermost exception ``exc`` was raised from, named (httpx's ``ReadError`` on a reset is empty)."""
+    seen: list[BaseException] = [exc]
+    current = exc.__cause__ or exc.__context__
+    while current is not None and all(current is not earlier for earlier in seen):
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    root = seen[-1]
+    if root is exc:
+        return "no details"
+    detail = " ".join(str(root).split())
+    return f"from {type(root).__name__}" + (f": {_clip(detail)}" if detail else "")
+
+
 def _redacted(error: LMError, secrets: tuple[str, ...]) -> LMError:
-    """``error`` with every secret replaced by ``***`` in its message (servers may echo a key back)."""
+    """``error`` with every secret replaced by ``[REDACTED]`` in its message (servers may echo a key back)."""
     message = str(error)
-    clean = message
-    for secret in secrets:
-        # placeholder keys of local servers ("k", "none") would mask ordinary letters: real keys are longer
-        if len(secret) >= _MIN_MASKED:
-            clean = clean.replace(secret, "***")
+    # placeholder keys of local servers ("k", "none") would mask ordinary letters: real keys are longer
+    clean = redact(message, [secret for secret in secrets if len(secret) >= _MIN_MASKED])
     if clean != message:
         error.args = (clean,)
     return error
