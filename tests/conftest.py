@@ -66,9 +66,14 @@ def isolated_state(tmp_path: Any) -> Iterator[None]:
 
 @pytest.fixture
 def make_lm(server: OpenAICompatServer) -> Callable[..., bon.LM]:
-    """Build an LM pointed at the test server (through litellm)."""
+    """Build an LM pointed at the test server, sent through the built-in litellm backend.
+
+    Pinned with ``backend=``: once installed, the bestofn-openai-http plugin serves ``openai/`` model
+    strings, and the kernel's tests test the kernel with its own backend whatever else is installed.
+    """
 
     def make(model: str = "openai/test-model", **kwargs: Any) -> bon.LM:
+        kwargs.setdefault("backend", "litellm:litellm")
         kwargs.setdefault("api_key", "sk-test-key")
         kwargs.setdefault("retry_base_delay", 0.01)
         return bon.LM(model, api_base=server.url, **kwargs)

@@ -1,6 +1,11 @@
 """Faults (issue #7): each fault the test server injects, through the real stack (ChainOfThought, the
-adapters, BaseLM's retries, litellm, HTTP on 127.0.0.1), and a batch of BestOfN calls that survives 30% of
-faulty requests with every example accounted for, Retry-After honoured, no hang, no leak, no retry storm.
+adapters, BaseLM's retries, the HTTP client, HTTP on 127.0.0.1), and a batch of BestOfN calls that survives
+30% of faulty requests with every example accounted for, Retry-After honoured, no hang, no leak, no retry
+storm.
+
+Each test that sends requests runs once per client an ``openai/`` model string can get: litellm (the
+built-in backend) and the lean client of the installed ``bestofn-openai-http`` plugin, which serves
+``openai/`` strings once installed.
 
 The server cannot tell a BestOfN call's attempts apart (``rollout_id`` never reaches the wire), so these
 tests use an LM that adds its rollout id as a header: each (question, rollout) pair is then one client
@@ -56,21 +61,40 @@ class RolloutTaggedLM(bon.LM):
         return await super().acomplete(dataclasses.replace(request, credentials=credentials))
 
 
+#: The backends of an ``openai/`` model string: litellm, and the plugin's lean client (the default).
+CLIENTS = ("litellm:litellm", "openai_http:openai")
+
+
+@pytest.fixture(params=CLIENTS, ids=["litellm", "openai_http"])
+def client(request: pytest.FixtureRequest) -> str:
+    """The backend the test's LMs use."""
+    return str(request.param)
+
+
 @pytest.fixture
-def make_tagged_lm(server: OpenAICompatServer) -> Callable[..., RolloutTaggedLM]:
+def make_tagged_lm(server: OpenAICompatServer, client: str) -> Callable[..., RolloutTaggedLM]:
     def make(**kwargs: Any) -> RolloutTaggedLM:
         kwargs.setdefault("cache", False)
-        return RolloutTaggedLM("openai/test-model", api_base=server.url, api_key="sk-test-key", **kwargs)
+        return RolloutTaggedLM(
+            "openai/test-model", backend=client, api_base=server.url, api_key="sk-test-key", **kwargs
+        )
 
     return make
 
 
 @pytest.fixture(scope="module", autouse=True)
 def warm_lm_stack(lm_server: OpenAICompatServer) -> None:
-    """One call first: litellm's import and client setup take seconds, which timed checks must not see."""
-    lm = bon.LM("openai/test-model", api_base=lm_server.url, api_key="sk-test-key", cache=False)
-    lm(messages=[{"role": "user", "content": "warm up"}])
+    """One call per client first: litellm's import and client setup take seconds, which timed checks must
+    not see."""
+    for backend in CLIENTS:
+        lm = bon.LM("openai/test-model", backend=backend, api_base=lm_server.url, api_key="sk-test-key")
+        lm(messages=[{"role": "user", "content": "warm up"}], cache=False)
     lm_server.reset()
+
+
+def test_an_openai_model_string_gets_the_lean_client_once_the_plugin_is_installed() -> None:
+    # so the default path is one of the two exercised here
+    assert bon.LM("openai/test-model").backend is bon.LM("m", backend=CLIENTS[1]).backend
 
 
 def rollout_of(request: ReceivedRequest) -> str | None:
@@ -104,6 +128,19 @@ TRANSIENT: dict[str, tuple[type[LMError], int | None, str]] = {
     "empty_choices": (LMServerError, None, r"returned no choices"),
     "fewer_choices": (LMServerError, None, r"returned no choices"),  # n=1: none of the one asked for
 }
+#: Where the lean client reports a fault differently from litellm: no made-up 408 for its own timeout,
+#: and the 200 that carried the broken body.
+LEAN_CLIENT_REPORTS: dict[str, tuple[type[LMError], int | None, str]] = {
+    "hang": (LMTimeoutError, None, r"timed out"),
+    "invalid_json": (LMConnectionError, 200, r"not valid JSON"),
+}
+
+
+def fault_report(kind: str, client: str) -> tuple[type[LMError], int | None, str]:
+    """The error, status and message pattern ``client`` raises for the transient fault ``kind``."""
+    if client == "openai_http:openai" and kind in LEAN_CLIENT_REPORTS:
+        return LEAN_CLIENT_REPORTS[kind]
+    return TRANSIENT[kind]
 
 
 def test_every_fault_kind_is_covered_here() -> None:
@@ -177,9 +214,9 @@ def test_set_latency_delays_each_request_by_a_function_of_it(server: OpenAICompa
 
 @pytest.mark.parametrize("kind", sorted(TRANSIENT))
 def test_a_transient_fault_is_retried_then_raised_naming_its_cause(
-    kind: str, server: OpenAICompatServer, make_tagged_lm: Callable[..., RolloutTaggedLM]
+    kind: str, server: OpenAICompatServer, client: str, make_tagged_lm: Callable[..., RolloutTaggedLM]
 ) -> None:
-    error_class, status, cause = TRANSIENT[kind]
+    error_class, status, cause = fault_report(kind, client)
     server.inject_faults(1.0, [kind], hang_seconds=5.0, retry_after=0.3)
     bon.configure(lm=make_tagged_lm(num_retries=1, timeout=0.5, retry_base_delay=0.01))
     started = time.perf_counter()
@@ -337,12 +374,12 @@ def inject(server: OpenAICompatServer) -> None:
     server.inject_faults(RATE, FAULT_KINDS, seed=7, hang_seconds=HANG_SECONDS, retry_after=RETRY_AFTER)
 
 
-def expected_error(kind: str | None) -> tuple[type[Exception], str]:
+def expected_error(kind: str | None, client: str) -> tuple[type[Exception], str]:
     """What an attempt whose last request got fault ``kind`` must fail with."""
     if kind == "missing_fields":
         return AdapterParseError, r"Missing or invalid output fields: answer"
     assert kind in TRANSIENT, f"an attempt failed after a request without a fault ({kind})"
-    error_class, _, cause = TRANSIENT[kind]
+    error_class, _, cause = fault_report(kind, client)
     return error_class, cause
 
 
@@ -352,6 +389,7 @@ def check_batch(
     results: list[Any],
     failed: list[Any],
     errors: list[BaseException],
+    client: str,
 ) -> None:
     """Every invariant of a faulty batch that the server's records and the results can show."""
     # every example is accounted for, in order: a result for its own question, or a recorded failure
@@ -385,7 +423,7 @@ def check_batch(
     assert failed_attempts, "no attempt failed under 30% of faulty requests: the test lost its teeth"
     for q, candidate in failed_attempts:
         last = clients[(q, str(candidate.rollout_id))][-1]
-        error_class, cause = expected_error(last.fault)
+        error_class, cause = expected_error(last.fault, client)
         assert isinstance(candidate.error, error_class), (last.fault, repr(candidate.error))
         assert re.search(cause, str(candidate.error)), (last.fault, str(candidate.error))
 
@@ -463,7 +501,7 @@ def fault_batch_setup(
 
 @pytest.mark.slow
 def test_a_batch_of_200_best_of_n_calls_survives_30_percent_of_faulty_requests(
-    server: OpenAICompatServer, fault_batch_setup: bon.BestOfN
+    server: OpenAICompatServer, client: str, fault_batch_setup: bon.BestOfN
 ) -> None:
     best = fault_batch_setup
     count = 200
@@ -488,7 +526,7 @@ def test_a_batch_of_200_best_of_n_calls_survives_30_percent_of_faulty_requests(
 
     faults = server.fault_counts()
     assert all(faults[kind] > 0 for kind in FAULT_KINDS), faults
-    check_batch(server, count, results, failed, errors)
+    check_batch(server, count, results, failed, errors, client)
     # a correctness bound, not a benchmark: each of the waves of NUM_THREADS examples ends within the
     # worst case of one attempt (attempts of an example run at once)
     waves = -(-count // NUM_THREADS) + 1
@@ -499,7 +537,7 @@ def test_a_batch_of_200_best_of_n_calls_survives_30_percent_of_faulty_requests(
 
 
 async def test_abatch_of_best_of_n_calls_survives_30_percent_of_faulty_requests(
-    server: OpenAICompatServer, fault_batch_setup: bon.BestOfN
+    server: OpenAICompatServer, client: str, fault_batch_setup: bon.BestOfN
 ) -> None:
     best = fault_batch_setup
     count = 60
@@ -518,4 +556,4 @@ async def test_abatch_of_best_of_n_calls_survives_30_percent_of_faulty_requests(
     # every attempt's task ended with its call (litellm's own logging tasks end soon after)
     assert await settled_task_count() <= loop_tasks
     assert thread_names() == warm_threads, (warm_threads, thread_names())
-    await asyncio.to_thread(check_batch, server, count, results, failed, errors)
+    await asyncio.to_thread(check_batch, server, count, results, failed, errors, client)

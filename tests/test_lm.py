@@ -190,8 +190,8 @@ def test_a_model_string_no_backend_claims_is_a_clear_error(monkeypatch: pytest.M
     monkeypatch.setenv("BESTOFN_BLOCK_PLUGINS", "litellm")
     reset_plugins()
     try:
-        with pytest.raises(NoBackendError, match="openai/x"):
-            bon.LM("openai/x")
+        with pytest.raises(NoBackendError, match="anthropic/x"):
+            bon.LM("anthropic/x")
     finally:
         monkeypatch.delenv("BESTOFN_BLOCK_PLUGINS")
         reset_plugins()

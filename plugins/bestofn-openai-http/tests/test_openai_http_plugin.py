@@ -66,17 +66,23 @@ def test_the_installed_distribution_is_discovered_through_its_entry_point() -> N
     info = next(p for p in registry.plugins if p.name == "openai_http")
     assert info.distribution == "bestofn-openai-http" and info.version == bestofn_openai_http.__version__
     assert info.module == "bestofn_openai_http.plugin" and not info.builtin and info.error is None
-    assert info.registered["lm_backend"] == ["openai_http:openai_http"]
+    assert info.registered["lm_backend"] == ["openai_http:openai", "openai_http:openai_http"]
     registration = registry.resolve("lm_backend", "openai_http:openai_http")
     assert registration.obj is plugin.backend and registration.options["prefixes"] == ("openai-http/",)
+    registration = registry.resolve("lm_backend", "openai_http:openai")
+    assert registration.obj is plugin.openai_backend and registration.options["prefixes"] == ("openai/",)
+    assert plugin.openai_backend.lean is plugin.backend  # one connection pool for both
 
 
-def test_prefixes_pick_the_backend_and_leave_openai_strings_to_litellm() -> None:
+def test_prefixes_pick_the_backend_and_leave_other_providers_to_litellm() -> None:
     registry = get_registry()
     assert registry.lm_backend_for("openai-http/gpt-4o-mini").qualified_name == "openai_http:openai_http"
-    assert registry.lm_backend_for("openai/gpt-4o-mini").qualified_name == "litellm:litellm"
+    assert registry.lm_backend_for("openai/gpt-4o-mini").qualified_name == "openai_http:openai"
     assert registry.lm_backend_for("openai-httpx/foo").qualified_name == "litellm:litellm"
+    assert registry.lm_backend_for("anthropic/claude-3-5-haiku").qualified_name == "litellm:litellm"
+    assert registry.lm_backend_for("gpt-4o-mini").qualified_name == "litellm:litellm"  # no prefix
     assert bon.LM("openai-http/gpt-4o-mini").backend is plugin.backend
+    assert bon.LM("openai/gpt-4o-mini").backend is plugin.openai_backend
 
 
 def test_explicit_backend_serves_an_openai_model_string(make_lm: MakeLM, server: Any) -> None:
