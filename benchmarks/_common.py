@@ -35,13 +35,15 @@ ASSETS = RESULTS if os.environ.get("BENCH_RESULTS_DIR") else ROOT / "docs" / "as
 
 MODEL = "openai/bench-model"
 API_KEY = "bench-dummy-key"
-#: the lean first-party backend (plugins/bestofn-openai-http) chosen explicitly for an ``openai/`` model
-OPENAI_HTTP_BACKEND = "openai_http:openai_http"
+#: what serves ``openai/`` model strings once plugins/bestofn-openai-http is installed (the default then)
+OPENAI_HTTP_BACKEND = "openai_http:openai"
+#: the built-in litellm backend, chosen explicitly with ``LM(..., backend=...)``
+LITELLM_BACKEND = "litellm:litellm"
 
 #: every library id a worker knows -> its column title
 LIBRARIES = {
     "ours": "bestofn-core (litellm backend)",
-    "ours-openai-http": "bestofn-core (openai_http backend)",
+    "ours-openai-http": "bestofn-core (openai_http backend, the default)",
     "dspy": "DSPy 3.4.1 (default engine)",
     "dspy-litellm": 'DSPy 3.4.1 (engine="litellm")',
 }
@@ -314,16 +316,25 @@ def never_good_enough(inputs: dict[str, Any], prediction: Any) -> float:
 def load_library(library: str, url: str, *, cache: bool = False, **settings: Any) -> Any:
     """Import ``library``'s package, point its LM at ``url`` and configure it; return the package.
 
-    ``ours`` and ``ours-openai-http`` return ``bestofn_core`` (the latter with
-    ``LM(..., backend="openai_http:openai_http")``), ``dspy`` and ``dspy-litellm`` return ``dspy`` (the
-    latter with ``LM(..., engine="litellm")``). Model ``openai/bench-model``, a dummy API key,
-    temperature 1.0. ``cache=False`` turns every response cache off; ``cache=True`` keeps the memory
-    cache at its default bound and turns the disk cache off. ``settings`` go to ``configure``.
+    ``ours`` and ``ours-openai-http`` return ``bestofn_core``: ``ours`` with
+    ``LM(..., backend="litellm:litellm")``, ``ours-openai-http`` with a plain ``LM("openai/...")``, which
+    the installed bestofn-openai-http plugin serves (checked: a missing plugin is an error, not a silent
+    fallback to litellm). ``dspy`` and ``dspy-litellm`` return ``dspy`` (the latter with
+    ``LM(..., engine="litellm")``). Model ``openai/bench-model``, a dummy API key, temperature 1.0.
+    ``cache=False`` turns every response cache off; ``cache=True`` keeps the memory cache at its default
+    bound and turns the disk cache off. ``settings`` go to ``configure``.
     """
     if library.startswith("ours"):
         import bestofn_core as package
+        from bestofn_core.plugins import get_registry
 
-        backend = {"backend": OPENAI_HTTP_BACKEND} if library == "ours-openai-http" else {}
+        backend = {"backend": LITELLM_BACKEND} if library == "ours" else {}
+        served_by = get_registry().lm_backend_for(MODEL, **backend).qualified_name
+        expected = LITELLM_BACKEND if library == "ours" else OPENAI_HTTP_BACKEND
+        if served_by != expected:
+            raise RuntimeError(
+                f"{library}: {MODEL} is served by {served_by}, not {expected}: is the plugin installed?"
+            )
     elif library.startswith("dspy"):
         import dspy as package
 

@@ -5,9 +5,10 @@ pools, thread pools and event loops of one library never touch the other's numbe
 
     python benchmarks/batch_worker.py LIBRARY MEASUREMENT --url URL [options]
 
-LIBRARY is ``ours`` (bestofn_core with its default litellm backend), ``ours-openai-http`` (bestofn_core
-with ``LM(..., backend="openai_http:openai_http")``, the lean first-party backend), ``dspy`` (dspy 3.4.1
-with its default engine) or ``dspy-litellm`` (dspy 3.4.1 with ``engine="litellm"``). Every library runs
+LIBRARY is ``ours`` (bestofn_core with ``LM(..., backend="litellm:litellm")``), ``ours-openai-http``
+(bestofn_core with a plain ``LM("openai/...")``, served by the installed bestofn-openai-http plugin),
+``dspy`` (dspy 3.4.1 with its default engine) or ``dspy-litellm`` (dspy 3.4.1 with
+``engine="litellm"``). Every library runs
 the same program,
 ``BestOfN(ChainOfThought("question -> answer"), N, reward_fn=<always 0.0>, threshold=1.0)``, so the
 threshold is never reached and all N attempts of every example run; caches are off; model

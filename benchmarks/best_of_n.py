@@ -9,8 +9,10 @@ script with that environment's Python). It
 3. prints a results table with ratios against DSPy measured in this same run, checks the targets, and
    writes ``benchmarks/results/best_of_n.json`` and ``benchmarks/results/best_of_n.md``.
 
-bestofn-core runs twice: with its default litellm backend (``ours``, the one the targets are checked
-for) and with the lean first-party ``openai_http`` backend (``ours-openai-http``, reported).
+bestofn-core runs twice: with the built-in litellm backend (``ours``, chosen with
+``backend="litellm:litellm"``; the targets are checked for it, the slower of the two) and with the lean
+first-party ``openai_http`` backend (``ours-openai-http``: a plain ``LM("openai/...")``, which the installed
+plugin serves; reported).
 
 The exit status is 0 when every target is met, 1 when one is missed (the results are written either way)
 and 2 when a measurement could not be taken.
@@ -49,7 +51,7 @@ WORKER = HERE / "best_of_n_worker.py"
 LATENCY_S = 0.1
 N = 8
 
-#: the issue's targets, checked for bestofn-core's default (litellm) backend against both DSPy engines
+#: the issue's targets, checked for bestofn-core's litellm backend (the slower one) against both DSPy engines
 MAX_OURS_VS_SINGLE = 1.5
 MIN_SPEEDUP_VS_DSPY = 5.0
 

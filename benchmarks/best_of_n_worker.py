@@ -6,9 +6,10 @@ other's numbers::
 
     python benchmarks/best_of_n_worker.py LIBRARY MEASUREMENT [--url URL] [--repeats R] ...
 
-LIBRARY is ``ours`` (bestofn_core with its default litellm backend), ``ours-openai-http`` (bestofn_core
-with ``LM(..., backend="openai_http:openai_http")``, the lean first-party backend), ``dspy`` (dspy 3.4.1
-with its default engine) or ``dspy-litellm`` (dspy 3.4.1 with ``engine="litellm"``). MEASUREMENT is one of
+LIBRARY is ``ours`` (bestofn_core with ``LM(..., backend="litellm:litellm")``), ``ours-openai-http``
+(bestofn_core with a plain ``LM("openai/...")``, served by the installed bestofn-openai-http plugin),
+``dspy`` (dspy 3.4.1 with its default engine) or ``dspy-litellm`` (dspy 3.4.1 with
+``engine="litellm"``). MEASUREMENT is one of
 
 - ``wall``: wall time of one plain ChainOfThought call (one HTTP request) and of one BestOfN call
   (N=8, a reward that never reaches the threshold), against the server at ``--url`` (started by the

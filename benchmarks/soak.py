@@ -2,8 +2,9 @@
 
 Run it with ``bash benchmarks/run_soak.sh`` (which prepares ``benchmarks/.venv`` and calls this script
 with that environment's Python). It starts the bundled test server (``bench_server.py``, a separate
-process) answering every request after 20 ms, then for each bestofn-core backend (the default litellm
-one and the lean first-party ``openai_http`` one) runs ``soak_worker.py`` in a fresh process: a warm-up,
+process) answering every request after 20 ms, then for each bestofn-core backend (litellm, chosen with
+``backend="litellm:litellm"``, and the lean first-party ``openai_http`` one, which serves ``openai/`` once
+installed) runs ``soak_worker.py`` in a fresh process: a warm-up,
 then ``--rounds`` rounds of ``--calls`` BestOfN calls, each round one ``await program.abatch(...)``, with
 the in-memory response cache and the call history on (their default bounds). It reports per round:
 requests/s, calls/s, client CPU per request, p50/p90/p99/max wall time per call, RSS after the round

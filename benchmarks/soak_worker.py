@@ -4,8 +4,8 @@
 
     python benchmarks/soak_worker.py LIBRARY soak --url URL [--calls 10000] [--rounds 2] ...
 
-LIBRARY is ``ours`` (bestofn_core with its default litellm backend) or ``ours-openai-http`` (with
-``LM(..., backend="openai_http:openai_http")``). The program is
+LIBRARY is ``ours`` (bestofn_core with ``LM(..., backend="litellm:litellm")``) or ``ours-openai-http``
+(a plain ``LM("openai/...")``, served by the installed bestofn-openai-http plugin). The program is
 ``BestOfN(ChainOfThought("question -> answer"), N, reward_fn=<always 0.0>, threshold=1.0)`` (every attempt
 runs), model ``openai/bench-model`` at the test server ``--url``, temperature 1.0, with the library's
 defaults for what a long-running process keeps: the in-memory response cache on (its default bound,

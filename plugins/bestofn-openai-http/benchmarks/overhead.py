@@ -7,8 +7,8 @@ out: the worker then registers it in-process)::
 
 It starts the bundled OpenAI-compatible test server as a separate process, answering at once (``--latency``
 changes that), so the server's CPU is never counted in a client. Then, for every (scenario, backend), it
-runs a fresh Python process that builds ``bon.LM("openai/bench", ...)`` (litellm) or
-``bon.LM("openai-http/bench", ...)`` (this plugin) with the response cache off, warms up (first imports,
+runs a fresh Python process that builds ``bon.LM("openai/bench", backend=...)`` with ``"litellm:litellm"``
+or ``"openai_http:openai"`` (this plugin) and the response cache off, warms up (first imports,
 connection set-up: excluded), and measures ``time.process_time()`` (every thread of the process) over
 ``--repeats`` blocks of calls. The median block gives CPU milliseconds per call. Scenarios:
 
@@ -44,7 +44,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 HERE = Path(__file__).resolve().parent
 PLUGIN_ROOT = HERE.parent
-BACKENDS = {"litellm": "openai/bench", "openai_http": "openai-http/bench"}
+BACKENDS = {"litellm": "litellm:litellm", "openai_http": "openai_http:openai"}
 SCENARIOS = ("sequential", "concurrent", "best_of_n", "best_of_n_batched")
 N = 8
 MESSAGES = [{"role": "user", "content": "Say hello in one word."}]
@@ -167,16 +167,23 @@ def work(backend: str, scenario: str, args: argparse.Namespace) -> dict[str, Any
     import bestofn_core as bon
     from bestofn_core.plugins import get_plugin_manager, get_registry
 
-    if backend == "openai_http" and "openai_http:openai_http" not in get_registry().names("lm_backend"):
+    if backend == "openai_http" and BACKENDS[backend] not in get_registry().names("lm_backend"):
         # a source checkout without `pip install -e plugins/bestofn-openai-http`: register it in-process
         sys.path.insert(0, str(PLUGIN_ROOT))
         from bestofn_openai_http import plugin
 
         get_plugin_manager().register(plugin, name="openai_http")
     bon.configure_cache(enable_disk_cache=False, enable_memory_cache=False)
-    lm = bon.LM(BACKENDS[backend], api_base=args.url, api_key="bench-key", cache=False, temperature=1.0)
-    expected = "litellm:litellm" if backend == "litellm" else "openai_http:openai_http"
-    assert get_registry().lm_backend_for(lm.model).qualified_name == expected
+    # the same openai/ model string for both, as a user writes it; the backend chosen explicitly
+    lm = bon.LM(
+        "openai/bench",
+        backend=BACKENDS[backend],
+        api_base=args.url,
+        api_key="bench-key",
+        cache=False,
+        temperature=1.0,
+    )
+    assert lm.backend is get_registry().get("lm_backend", BACKENDS[backend])
 
     if scenario == "sequential":
 
