@@ -197,6 +197,15 @@ def test_a_model_string_no_backend_claims_is_a_clear_error(monkeypatch: pytest.M
         reset_plugins()
 
 
+def test_a_provider_neither_litellm_nor_a_plugin_knows_names_the_fix() -> None:
+    # the litellm fallback claims every string: the error comes from it, at the first request
+    with pytest.raises(LMRequestError) as info:
+        bon.LM("nosuchprovider/model", num_retries=0, cache=False)(messages=MESSAGES)
+    message = str(info.value)
+    assert 'no installed backend plugin claims "nosuchprovider/"' in message
+    assert "bestofn plugins" in message and 'backend="plugin:name"' in message
+
+
 def test_import_does_not_import_litellm() -> None:
     code = "import sys, bestofn_core; print('litellm' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

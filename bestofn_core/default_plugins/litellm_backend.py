@@ -132,9 +132,24 @@ def translate_error(exc: Exception, model: str) -> LMError:
         exc, litellm.APIConnectionError | litellm.InternalServerError | litellm.ServiceUnavailableError
     ):
         return LMConnectionError(message, model=model, status_code=status)
+    if "LLM Provider NOT provided" in str(exc):
+        # the built-in backend is the fallback for every model string, so a plugin's model string whose
+        # plugin is not installed ends up here: say that, rather than only litellm's provider advice
+        return LMRequestError(_unknown_provider_message(model), model=model, status_code=status)
     if status is not None and 400 <= status < 500:
         return LMRequestError(message, model=model, status_code=status)
     return LMConnectionError(message, model=model, status_code=status)
+
+
+def _unknown_provider_message(model: str) -> str:
+    prefix, sep, _ = model.partition("/")
+    claimed = f'no installed backend plugin claims "{prefix}/"' if sep else "it has no provider prefix"
+    return (
+        f"{model}: no backend serves this model string: litellm (the fallback backend) does not know its "
+        f"provider, and {claimed}. Install the backend plugin for it, fix the provider prefix "
+        f'(e.g. "openai/gpt-4o-mini"), or pass backend="plugin:name" to LM(...); `bestofn plugins` lists '
+        "the installed backends and their prefixes."
+    )
 
 
 def _short(exc: BaseException) -> str:
