@@ -431,7 +431,9 @@ def check_batch(
     # every hanging request (closing its connection), and no request is left unanswered on the server
     assert max(c.latency for _, c in attempts) < ATTEMPT_BOUND + SLACK
     hangs = [r for r in requests if r.fault == "hang"]
-    assert hangs and all(r.cancelled for r in hangs)
+    # the server notices a closed connection a moment after the client closed it: the batch's last
+    # timeout can end the batch before that
+    assert hangs and wait_for(lambda: all(r.cancelled for r in hangs)), [r for r in hangs if not r.cancelled]
     assert wait_for(lambda: all(r.answered_at is not None or r.cancelled for r in server.requests))
 
     # no retry storm: each client sent at most 1 + num_retries requests per LM call, retried only after a
