@@ -10,10 +10,10 @@ from typing import Any, BinaryIO
 
 import pytest
 
-from bestofn_core._files import atomic_write, atomic_write_bytes
 from bestofn_core.default_plugins.json_serializer import JSONSerializer
 from bestofn_core.default_plugins.pickle_serializer import PickleSerializer
 from bestofn_core.errors import SerializationError
+from bestofn_core.files import atomic_write, atomic_write_bytes
 from bestofn_core.protocols import Serializer
 
 STATE: dict[str, Any] = {

@@ -9,8 +9,8 @@ from typing import Any
 
 import orjson
 
-from bestofn_core._files import atomic_write_bytes
 from bestofn_core.errors import SerializationError
+from bestofn_core.files import atomic_write_bytes
 from bestofn_core.hookspecs import RegisterSerializer, hookimpl
 
 __all__ = ["JSONSerializer", "register_serializers"]

@@ -8,8 +8,8 @@ from typing import Any, BinaryIO
 
 import cloudpickle
 
-from bestofn_core._files import atomic_write
 from bestofn_core.errors import SerializationError
+from bestofn_core.files import atomic_write
 from bestofn_core.hookspecs import RegisterSerializer, hookimpl
 
 __all__ = ["PickleSerializer", "register_serializers"]

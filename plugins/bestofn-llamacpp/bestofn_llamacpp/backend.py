@@ -31,9 +31,9 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from bestofn_core._runner import run_in_thread
 from bestofn_core.errors import ConfigurationError, LMRequestError, LMTimeoutError
 from bestofn_core.protocols import LMRequest, LMResponse
+from bestofn_core.runtime import run_in_thread
 from bestofn_llamacpp._models import (
     LLAMACPP_PREFIX,
     LOCAL_PREFIX,

@@ -13,8 +13,8 @@ from typing import Any
 
 import msgpack
 
-from bestofn_core._files import atomic_write_bytes
 from bestofn_core.errors import SerializationError
+from bestofn_core.files import atomic_write_bytes
 
 __all__ = ["MsgpackSerializer"]
 

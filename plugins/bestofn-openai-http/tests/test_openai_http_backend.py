@@ -462,7 +462,7 @@ def test_each_event_loop_gets_its_own_client_closed_at_loop_shutdown(server: Any
 
 
 def test_the_shared_background_loop_keeps_its_client_between_sync_calls(make_lm: MakeLM, server: Any) -> None:
-    from bestofn_core._runner import runner_loop
+    from bestofn_core.runtime import runner_loop
 
     lm = make_lm(cache=False)
     lm(messages=MESSAGES)

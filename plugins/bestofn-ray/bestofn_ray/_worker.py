@@ -70,7 +70,7 @@ def _wait(coro: Coroutine[Any, Any, Any]) -> Any:
     ended. Waiting in short slices lets the interrupt through at once, and the call is then cancelled on
     the loop (its HTTP requests with it) instead of running on to completion.
     """
-    from bestofn_core._runner import runner_loop
+    from bestofn_core.runtime import runner_loop
 
     future = asyncio.run_coroutine_threadsafe(coro, runner_loop())
     try:

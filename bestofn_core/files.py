@@ -1,4 +1,4 @@
-"""Atomic file writes, shared by every serializer so a crash never leaves half a file behind."""
+"""Atomic file writes, shared by every serializer (built-in or plugin): a crash never leaves half a file."""
 
 from __future__ import annotations
 
