@@ -52,7 +52,7 @@ def test_plugins_lists_entry_point_plugins_with_errors(
     assert f"location: {installed_plugins}" in out
     assert "rewards: testplug:tp_length, testplug:tp_max_words" in out
     assert "serializers: testplug:testfmt" in out and "executors: testplug:tp_serial" in out
-    assert "LM backends: testplug:echo" in out and "selection policies: testplug:tp_first" in out
+    assert "LM backends: testplug:echo (echo/)\n" in out and "selection policies: testplug:tp_first" in out
     assert "brokenplug  bestofn-brokenplugin 0.1.0  [ERROR]" in out
     assert "    Traceback (most recent call last):" in out
     assert "ImportError: bestofn_brokenplugin needs the package" in out
@@ -83,8 +83,19 @@ def test_plugins_json(installed_plugins: Path, capsys: pytest.CaptureFixture[str
     assert "ImportError" in by_name["brokenplug"]["error"] and by_name["brokenplug"]["blocked"] is False
     assert by_name["raisingplug"]["registered"]["selection_policy"] == ["raisingplug:rp_last"]
 
+    assert document["lm_backend_prefixes"] == {"testplug:echo": ["echo/"]}
+
     everything = plugins_json(capsys, "--all")
     assert {"json", "pickle"} <= {plugin["name"] for plugin in everything["plugins"]}
+
+
+def test_a_backend_without_a_prefix_is_shown_as_the_fallback() -> None:
+    from bestofn_core.cli.plugins_command import _with_prefixes
+
+    assert _with_prefixes("a:b", {"a:b": ["x/", "y/"]}) == "a:b (x/, y/)"
+    assert _with_prefixes("litellm:litellm", {"litellm:litellm": []}) == (
+        "litellm:litellm (every model string, as the fallback)"
+    )
 
 
 def test_plugins_json_in_a_subprocess_keeps_stdout_clean(installed_plugins: Path) -> None:

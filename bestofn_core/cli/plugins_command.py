@@ -62,24 +62,30 @@ def _run_plugins(args: argparse.Namespace) -> int:
         plugin_logger.removeHandler(handler)
         plugin_logger.setLevel(previous_level)
     infos = [info for info in registry.plugins if args.all or not info.builtin]
+    # which model strings each backend claims: what decides which backend serves an LM(model)
+    prefixes = {
+        registration.qualified_name: list(registration.options.get("prefixes") or ())
+        for registration in registry.registrations("lm_backend")
+    }
     if args.json:
         document = {
             "bestofn_core_version": __version__,
             "entry_point_group": ENTRY_POINT_GROUP,
             "plugins": [info.to_dict() for info in infos],
+            "lm_backend_prefixes": prefixes,
         }
         sys.stdout.write(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n")
         return 0
-    sys.stdout.write(_format_plugins(infos, show_all=args.all))
+    sys.stdout.write(_format_plugins(infos, prefixes, show_all=args.all))
     return 0
 
 
-def _format_plugins(infos: list[PluginInfo], *, show_all: bool) -> str:
+def _format_plugins(infos: list[PluginInfo], prefixes: dict[str, list[str]], *, show_all: bool) -> str:
     lines: list[str] = []
     if not infos:
         lines.append("No plugins installed.")
     for info in infos:
-        lines.extend(_format_plugin(info))
+        lines.extend(_format_plugin(info, prefixes))
         lines.append("")
     if not show_all:
         lines.append("Built-in plugins are hidden; `bestofn plugins --all` lists them too.")
@@ -90,7 +96,7 @@ def _format_plugins(infos: list[PluginInfo], *, show_all: bool) -> str:
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
-def _format_plugin(info: PluginInfo) -> list[str]:
+def _format_plugin(info: PluginInfo, prefixes: dict[str, list[str]]) -> list[str]:
     from bestofn_core.plugins import KINDS, describe_kind
 
     if info.builtin:
@@ -104,9 +110,19 @@ def _format_plugin(info: PluginInfo) -> list[str]:
     lines.append(f"  module:   {info.module or '?'}")
     lines.append(f"  location: {info.location or '?'}")
     for kind in KINDS:
-        if info.registered.get(kind):
-            lines.append(f"  {describe_kind(kind, plural=True)}: {', '.join(info.registered[kind])}")
+        names = info.registered.get(kind)
+        if names:
+            shown = [_with_prefixes(name, prefixes) for name in names] if kind == "lm_backend" else names
+            lines.append(f"  {describe_kind(kind, plural=True)}: {', '.join(shown)}")
     if info.error:
         lines.append("  error:")
         lines.append(textwrap.indent(info.error.rstrip("\n"), "    "))
     return lines
+
+
+def _with_prefixes(name: str, prefixes: dict[str, list[str]]) -> str:
+    """``"openai_http:openai (openai/)"``; a backend without a prefix is the fallback for every string."""
+    claimed = [prefix for prefix in prefixes.get(name, []) if prefix]
+    if not claimed:
+        return f"{name} (every model string, as the fallback)"
+    return f"{name} ({', '.join(claimed)})"
