@@ -275,6 +275,36 @@ def test_fewer_choices_than_asked_are_topped_up_and_a_failed_top_up_counts_as_on
     assert all(c.ok for c in pred.candidates)
 
 
+def test_an_answer_trickling_in_is_cut_off_by_the_lms_deadline(
+    server: OpenAICompatServer, client: str, make_tagged_lm: Callable[..., RolloutTaggedLM]
+) -> None:
+    # a few bytes every 0.1 s: no read waits as long as the timeout, and the whole answer takes seconds
+    server.set_trickle(0.1, chunk_bytes=8)
+    lm = make_tagged_lm(num_retries=0, timeout=0.5)
+    started = time.perf_counter()
+    with pytest.raises(LMTimeoutError) as info:
+        lm(messages=[{"role": "user", "content": "hello"}])
+    elapsed = time.perf_counter() - started
+    assert elapsed < 0.5 + 1.0 + 1.0, elapsed  # the deadline (timeout + 1 s of grace), with slack
+    if client == "openai_http:openai":
+        # httpx's timeout is per read, so it is the kernel's deadline that ends the request
+        assert "no complete answer within 1.5s (timeout=0.5s plus a grace period)" in str(info.value)
+    assert wait_for(lambda: server.cancelled_requests == 1)  # the connection was closed, not left open
+    (request,) = server.requests
+    assert request.cancelled and request.answered_at is None
+
+    server.set_trickle(None)
+    assert lm(messages=[{"role": "user", "content": "hello again"}])  # the LM still works
+
+
+def test_without_a_timeout_a_slow_answer_is_waited_for(
+    server: OpenAICompatServer, make_tagged_lm: Callable[..., RolloutTaggedLM]
+) -> None:
+    server.set_trickle(0.05, chunk_bytes=64)
+    assert make_tagged_lm(num_retries=0)(messages=[{"role": "user", "content": "hello"}])
+    assert server.cancelled_requests == 0
+
+
 # ---------------------------------------------------------------- cancellation after an early stop
 
 

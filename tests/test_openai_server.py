@@ -320,6 +320,24 @@ def test_latency_delays_each_answer(server: OpenAICompatServer, client: httpx.Cl
     assert time.perf_counter() - start < 0.15
 
 
+def test_trickle_sends_the_body_a_few_bytes_at_a_time(
+    server: OpenAICompatServer, client: httpx.Client
+) -> None:
+    post(client, server, make_body())  # warm the connection
+    whole = post(client, server, make_body()).content
+    server.set_trickle(0.02, chunk_bytes=len(whole) // 4 + 1)  # 4 chunks: 3 pauses
+    with client.stream("POST", f"{server.url}/chat/completions", json=make_body()) as response:
+        chunks = [(time.perf_counter(), chunk) for chunk in response.iter_raw()]
+    assert response.status_code == 200 and len(chunks) >= 2
+    assert chunks[-1][0] - chunks[0][0] >= 0.04  # the body took the pauses, not one write
+    assert json.loads(b"".join(chunk for _, chunk in chunks))["choices"]
+    server.set_trickle(None)
+    with pytest.raises(ValueError):
+        server.set_trickle(0)
+    with pytest.raises(ValueError):
+        server.set_trickle(0.1, chunk_bytes=0)
+
+
 async def test_latency_is_concurrent() -> None:
     with OpenAICompatServer(latency=0.2) as srv:
         async with httpx.AsyncClient(timeout=5.0) as aclient:

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bestofn_core._runner import run_in_thread, run_sync
 from bestofn_core._validation import validate_arguments
-from bestofn_core.errors import LMServerError, LMTransientError
+from bestofn_core.errors import LMServerError, LMTimeoutError, LMTransientError
 from bestofn_core.lm.cache import get_cache, request_key
 from bestofn_core.lm.credentials import split_kwargs, without_secrets
 from bestofn_core.lm.history import pretty_print_history, record
@@ -58,7 +58,8 @@ class LMArguments(BaseModel):
     cache: bool = True
     #: Retries of transient failures (429, 5xx, timeouts, dropped connections).
     num_retries: int = Field(default=3, ge=0)
-    #: Seconds before a request counts as failed.
+    #: Seconds before a request counts as failed: the backend's own timeout, and (plus a grace period, see
+    #: ``request_deadline``) the kernel's bound on the whole request.
     timeout: float | None = Field(default=None, gt=0)
     #: First retry delay in seconds (doubled each retry, with jitter), unless the server sent Retry-After.
     retry_base_delay: float = Field(default=0.5, ge=0)
@@ -76,7 +77,9 @@ class BaseLM:
         max_tokens: default completion length limit (kept in ``kwargs``).
         cache: cache responses in memory and on disk, keyed on the whole request including ``rollout_id``.
         num_retries: retries of transient failures, with exponential backoff honouring Retry-After.
-        timeout: per-request timeout in seconds.
+        timeout: per-request timeout in seconds. The backend applies it its own way (HTTP clients: to each
+            read); the kernel also bounds the whole request by ``request_deadline(timeout)``, so a server
+            that trickles bytes cannot hold a call past it. ``None``: the backend's default, no bound.
         **kwargs: more request parameters (``n``, ``top_p``, ``rollout_id``, ...) and connection settings
             (``api_key``, ``api_base``). Secrets are never cached, saved, logged or put in history.
     """
@@ -218,7 +221,7 @@ class BaseLM:
             try:
                 # a max_concurrency slot is held for the request only, not for the backoff sleep below
                 async with request_slot():
-                    response = await self.acomplete(request)
+                    response = await self._complete_within_deadline(request)
                 if not response.outputs:
                     raise LMServerError(f"{self.model} returned no choices", model=self.model)
                 return response
@@ -231,6 +234,20 @@ class BaseLM:
                 )
                 attempt += 1
                 await asyncio.sleep(delay)
+
+    async def _complete_within_deadline(self, request: LMRequest) -> LMResponse:
+        if self.timeout is None:
+            return await self.acomplete(request)
+        deadline = request_deadline(self.timeout)
+        try:
+            return await asyncio.wait_for(self.acomplete(request), deadline)
+        except asyncio.TimeoutError:
+            # only the deadline's own expiry lands here: backends raise LMTimeoutError for theirs
+            raise LMTimeoutError(
+                f"{self.model}: no complete answer within {deadline:g}s (timeout={self.timeout:g}s plus a "
+                "grace period); the server may be sending its answer too slowly",
+                model=self.model,
+            ) from None
 
     def _retry_delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
@@ -309,6 +326,16 @@ class BaseLM:
     def __repr__(self) -> str:
         shown = without_secrets(self.kwargs)
         return f"{type(self).__name__}(model={self.model!r}, kwargs={shown!r})"
+
+
+def request_deadline(timeout: float) -> float:
+    """The kernel's bound on one whole request of an LM with ``timeout``: ``timeout`` plus a grace period.
+
+    The grace (10% of ``timeout``, at least one second) lets a backend's own timeout fire first, with its
+    own message, whenever it can; the deadline catches what it cannot: an answer that arrives a few bytes
+    at a time, each read within the timeout, for ever.
+    """
+    return timeout + max(1.0, 0.1 * timeout)
 
 
 def _merge_responses(parts: list[LMResponse]) -> LMResponse:

@@ -258,6 +258,21 @@ def _abort_connection(request: web.BaseRequest) -> None:
     transport.abort()
 
 
+async def _trickled(
+    request: web.Request, data: bytes, interval: float, chunk_bytes: int
+) -> web.StreamResponse:
+    """Send ``data`` as a 200 JSON body, ``chunk_bytes`` at a time, ``interval`` seconds apart."""
+    response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+    response.content_length = len(data)
+    await response.prepare(request)
+    for start in range(0, len(data), chunk_bytes):
+        if start:
+            await asyncio.sleep(interval)
+        await response.write(data[start : start + chunk_bytes])
+    await response.write_eof()
+    return response
+
+
 @dataclass
 class _ScriptedFailure:
     status: int
@@ -317,6 +332,7 @@ class OpenAICompatServer:
         self._latency_fn: LatencyFunction | None = None
         self._cancelled = 0
         self._choices_served = 0
+        self._trickle: tuple[float, int] | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
@@ -485,6 +501,7 @@ class OpenAICompatServer:
             self._latency_fn = None
             self._cancelled = 0
             self._choices_served = 0
+            self._trickle = None
             self.latency = 0.0
 
     def set_latency(self, latency: float | LatencyFunction) -> None:
@@ -504,6 +521,24 @@ class OpenAICompatServer:
         with self._lock:
             self._latency_fn = None
             self.latency = float(latency)
+
+    def set_trickle(self, interval: float | None, chunk_bytes: int = 16) -> None:
+        """Send each answer's body ``chunk_bytes`` at a time, ``interval`` seconds apart (None: at once).
+
+        The headers go out at once and a few bytes follow at every interval, so a client's per-read timeout
+        never trips however long the whole answer takes: a test uses it to check that a deadline bounds the
+        whole request. Error answers and faults are sent as usual.
+        """
+        if interval is None:
+            with self._lock:
+                self._trickle = None
+            return
+        if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not interval > 0:
+            raise ValueError(f"interval must be a number of seconds > 0, or None, got {interval!r}")
+        if isinstance(chunk_bytes, bool) or not isinstance(chunk_bytes, int) or chunk_bytes < 1:
+            raise ValueError(f"chunk_bytes must be an int >= 1, got {chunk_bytes!r}")
+        with self._lock:
+            self._trickle = (float(interval), chunk_bytes)
 
     def set_responder(self, fn: Responder | None) -> None:
         """Answer with ``fn(request, choice_index)`` for each choice (None restores the default responder)."""
@@ -732,6 +767,10 @@ class OpenAICompatServer:
             if request.transport is not None:
                 request.transport.close()  # flushes the half body, then closes: the client sees a short body
             return response
+        with self._lock:
+            trickle = self._trickle
+        if trickle is not None:
+            return await _trickled(request, data, *trickle)
         return web.Response(body=data, content_type="application/json")
 
     # ---------------- Answers ----------------
