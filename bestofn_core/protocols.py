@@ -58,6 +58,15 @@ class LMResponse:
     finish_reasons: list[str | None] = field(default_factory=list)
 
 
+def token_usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
+    """``LMResponse.usage`` from two counts: ``prompt_tokens``, ``completion_tokens`` and their total."""
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+
+
 @runtime_checkable
 class LMBackend(Protocol):
     """Something that sends chat-completion requests to a model. Registered by ``register_lm_backends``.

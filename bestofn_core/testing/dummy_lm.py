@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from bestofn_core.lm.base import BaseLM
-from bestofn_core.protocols import LMRequest, LMResponse
+from bestofn_core.protocols import LMRequest, LMResponse, token_usage
 from bestofn_core.testing.formats import render_fields, requested_fields
 
 __all__ = ["Answer", "DummyLM", "Script"]
@@ -122,15 +122,8 @@ class DummyLM(BaseLM):
         # Whitespace-separated words stand in for tokens: deterministic, and enough to test usage.
         prompt_tokens = len(prompt.split())
         completion_tokens = sum(len(text.split()) for text in outputs)
-        return LMResponse(
-            outputs=outputs,
-            usage={
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens,
-            },
-            model=self.model,
-        )
+        usage = token_usage(prompt_tokens, completion_tokens)
+        return LMResponse(outputs=outputs, usage=usage, model=self.model)
 
     def _answer(self, request: LMRequest, prompt: str, index: int) -> str | Mapping[str, Any]:
         script = self.answers

@@ -47,6 +47,7 @@ from typing import Any
 
 from aiohttp import web
 
+from bestofn_core.protocols import token_usage
 from bestofn_core.testing.formats import render_fields, requested_fields
 
 __all__ = [
@@ -810,11 +811,7 @@ class OpenAICompatServer:
             "created": int(time.time()),
             "model": model if isinstance(model, str) else "test-model",
             "choices": choices,
-            "usage": {
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens,
-            },
+            "usage": token_usage(prompt_tokens, completion_tokens),  # the OpenAI wire format too
         }
 
     def _choice_text(

@@ -32,7 +32,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from bestofn_core.errors import ConfigurationError, LMRequestError, LMTimeoutError
-from bestofn_core.protocols import LMRequest, LMResponse
+from bestofn_core.protocols import LMRequest, LMResponse, token_usage
 from bestofn_core.runtime import run_in_thread
 from bestofn_llamacpp._models import (
     LLAMACPP_PREFIX,
@@ -290,11 +290,7 @@ class _Generation:
                 completion_tokens += int(usage.get("completion_tokens", 0))
         return LMResponse(
             outputs=outputs,
-            usage={
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens,
-            },
+            usage=token_usage(prompt_tokens, completion_tokens),
             model=self.model,
             finish_reasons=finish_reasons,
         )
