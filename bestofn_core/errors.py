@@ -16,6 +16,22 @@ else:  # pragma: no cover
     from typing_extensions import Self
 
 
+def exception_chain(exc: BaseException, *, follow_suppressed: bool = False) -> list[BaseException]:
+    """``exc`` and what it was raised from, outermost first, each exception once.
+
+    Each step follows ``__cause__``, else ``__context__``; a context hidden with ``raise ... from None``
+    (``__suppress_context__``) is followed only with ``follow_suppressed=True``, e.g. to find every
+    exception that still holds a secret, shown in tracebacks or not.
+    """
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and all(current is not seen for seen in chain):
+        chain.append(current)
+        hidden = current.__suppress_context__ and not follow_suppressed
+        current = current.__cause__ or (None if hidden else current.__context__)
+    return chain
+
+
 class BestOfNCoreError(Exception):
     """Base class of the errors this library raises on purpose."""
 

@@ -20,6 +20,7 @@ from bestofn_core.errors import (
     LMRequestError,
     LMServerError,
     LMTimeoutError,
+    exception_chain,
 )
 from bestofn_core.hookspecs import hookimpl
 from bestofn_core.protocols import LMRequest, LMResponse
@@ -90,16 +91,6 @@ def _retry_after(exc: Exception) -> float | None:
         return None
 
 
-def _causes(exc: BaseException) -> list[BaseException]:
-    """``exc`` and what it was raised from (explicit causes, unsuppressed contexts), outermost first."""
-    chain: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and all(current is not seen for seen in chain):
-        chain.append(current)
-        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
-    return chain
-
-
 def _is_transport_failure(error: BaseException) -> bool:
     """A failure below HTTP: no usable response (connection reset, body cut off, or not JSON)."""
     import httpx
@@ -115,7 +106,7 @@ def translate_error(exc: Exception, model: str) -> LMError:
     message = f"{model}: {type(exc).__name__}: {_short(exc)}"
     if isinstance(exc, litellm.Timeout) or status == 408:
         return LMTimeoutError(message, model=model, status_code=status)
-    chain = _causes(exc)
+    chain = exception_chain(exc)
     if any(_is_transport_failure(error) for error in chain):
         # litellm reports these as an InternalServerError with a made-up status 500 and a message that
         # hides the cause ("Connection error."): no HTTP status was seen, so name the root cause instead

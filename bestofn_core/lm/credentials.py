@@ -8,6 +8,8 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from bestofn_core.errors import exception_chain
+
 #: Connection settings that are not secret but are not sampling parameters either.
 CONNECTION_KEYS = frozenset({"api_base", "base_url", "api_version", "organization", "project"})
 
@@ -98,7 +100,7 @@ def scrub_exception(exc: BaseException, secrets: Iterable[str]) -> bool:
     mentions a secret, the chain is cut so tracebacks do not print it. Returns whether anything changed.
     """
     secrets = [secret for secret in secrets if secret]
-    chain = _chain(exc)
+    chain = exception_chain(exc, follow_suppressed=True)
     if not secrets or not any(secret in _text(error) for error in chain for secret in secrets):
         return False
     exc.args = tuple(redact(arg, secrets) if isinstance(arg, str) else arg for arg in exc.args)
@@ -121,15 +123,6 @@ def _strings(value: Any) -> list[str]:
     if isinstance(value, list | tuple | set | frozenset):
         return [text for item in value for text in _strings(item)]
     return []
-
-
-def _chain(exc: BaseException) -> list[BaseException]:
-    chain: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and all(current is not seen for seen in chain):
-        chain.append(current)
-        current = current.__cause__ or current.__context__
-    return chain
 
 
 def _text(exc: BaseException) -> str:

@@ -40,8 +40,8 @@ from bestofn_core.errors import (
     LMRequestError,
     LMServerError,
     LMTimeoutError,
+    exception_chain,
 )
-from bestofn_core.lm.credentials import redact
 from bestofn_core.protocols import LMRequest, LMResponse
 from bestofn_openai_http._version import __version__
 
@@ -69,7 +69,6 @@ _USER_AGENT = f"bestofn-openai-http/{__version__}"
 #: ignoring, say, an Azure ``api_version`` would turn a configuration mistake into a puzzling 401 or 404.
 ACCEPTED_CREDENTIALS = ("api_key", "api_base", "base_url", "organization", "project", "extra_headers")
 _MAX_DETAIL = 500
-_MIN_MASKED = 8
 
 _httpx: Any = None
 
@@ -219,7 +218,7 @@ class OpenAIHTTPBackend:
         error here: the kernel treats an empty ``outputs`` as a server error and retries.
         """
         url, shown_url = self._url(request.credentials)
-        headers, secrets = _headers(request.credentials)
+        headers = _headers(request.credentials)
         body = _body(request)
         client = self._client()
         timeout = self._timeout(request.timeout)
@@ -228,16 +227,17 @@ class OpenAIHTTPBackend:
             response = await client.post(url, content=body, headers=headers, timeout=timeout)
         except (_import_httpx().HTTPError, _import_httpx().InvalidURL) as exc:
             failure = _transport_error(exc, request.model, shown_url, request.timeout or self.default_timeout)
+        # errors are raised outside ``except``: the httpx exception keeps the request and its Authorization
+        # header, and must not travel along as ``__context__``. A key the server echoes back in a message
+        # is masked by the kernel (``LM.acomplete``), as for every backend.
         if failure is not None:
-            # raised here, not inside ``except``: the httpx exception keeps the request and its
-            # Authorization header, and must not travel along as ``__context__``
-            raise _redacted(failure, secrets)
+            raise failure
         status = response.status_code
         if not 200 <= status < 300:
-            raise _redacted(_status_error(response, request.model, shown_url, has_key=bool(secrets)), secrets)
+            raise _status_error(response, request.model, shown_url, has_key="Authorization" in headers)
         result = _parse(response.content, request.model, shown_url)
         if isinstance(result, LMError):
-            raise _redacted(result, secrets)
+            raise result
         return result
 
     # ------------------------------------------------------------------ clients, one per event loop
@@ -408,8 +408,8 @@ def _environment_proxies() -> dict[str, str]:
     return {scheme: url for scheme, url in proxies.items() if scheme in ("http", "https", "all") and url}
 
 
-def _headers(credentials: Mapping[str, Any]) -> tuple[dict[str, str], tuple[str, ...]]:
-    """The request headers, and the secret values that must never appear in an error message."""
+def _headers(credentials: Mapping[str, Any]) -> dict[str, str]:
+    """The request headers: ``Authorization`` (when there is a key), the OpenAI ones and ``extra_headers``."""
     unknown = [name for name in credentials if name not in ACCEPTED_CREDENTIALS]
     if unknown:
         raise ConfigurationError(
@@ -418,13 +418,11 @@ def _headers(credentials: Mapping[str, Any]) -> tuple[dict[str, str], tuple[str,
             "the litellm backend with a model string such as 'azure/<deployment>'."
         )
     headers = {"Content-Type": "application/json"}
-    secrets: list[str] = []
     api_key = credentials.get("api_key") or os.environ.get("OPENAI_API_KEY")
     if api_key:
         if not isinstance(api_key, str):
             raise ConfigurationError(f"api_key must be a string, got {type(api_key).__name__}")
         headers["Authorization"] = "Bearer " + api_key
-        secrets.append(api_key)
     for name, header in (("organization", "OpenAI-Organization"), ("project", "OpenAI-Project")):
         value = credentials.get(name)
         if value:
@@ -436,8 +434,7 @@ def _headers(credentials: Mapping[str, Any]) -> tuple[dict[str, str], tuple[str,
         ):
             raise ConfigurationError("extra_headers must map header names (str) to values (str)")
         headers.update(extra)
-        secrets.extend(extra.values())
-    return headers, tuple(secrets)
+    return headers
 
 
 def _body(request: LMRequest) -> bytes:
@@ -654,26 +651,11 @@ def _transport_error(exc: Exception, model: str, shown_url: str, timeout: float)
 
 def _root_cause(exc: BaseException) -> str:
     """The innermost exception ``exc`` was raised from, named (httpx's ``ReadError`` on a reset is empty)."""
-    seen: list[BaseException] = [exc]
-    current = exc.__cause__ or exc.__context__
-    while current is not None and all(current is not earlier for earlier in seen):
-        seen.append(current)
-        current = current.__cause__ or current.__context__
-    root = seen[-1]
+    root = exception_chain(exc)[-1]
     if root is exc:
         return "no details"
     detail = " ".join(str(root).split())
     return f"from {type(root).__name__}" + (f": {_clip(detail)}" if detail else "")
-
-
-def _redacted(error: LMError, secrets: tuple[str, ...]) -> LMError:
-    """``error`` with every secret replaced by ``[REDACTED]`` in its message (servers may echo a key back)."""
-    message = str(error)
-    # placeholder keys of local servers ("k", "none") would mask ordinary letters: real keys are longer
-    clean = redact(message, [secret for secret in secrets if len(secret) >= _MIN_MASKED])
-    if clean != message:
-        error.args = (clean,)
-    return error
 
 
 def _display_url(url: str) -> str:
