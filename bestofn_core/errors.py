@@ -130,7 +130,18 @@ class LMAuthenticationError(LMRequestError):
 
 
 class NoBackendError(ConfigurationError):
-    """No installed LM backend claims a model string."""
+    """No installed LM backend claims a model string.
+
+    Attributes:
+        distribution: the package whose backend serves such model strings, when it is known (a
+            first-party plugin that is not installed, blocked or not loaded), else ``None``.
+        install: the command that installs it, when known.
+    """
+
+    def __init__(self, message: str, *, distribution: str | None = None, install: str | None = None) -> None:
+        super().__init__(message)
+        self.distribution = distribution
+        self.install = install
 
 
 class PluginError(BestOfNCoreError):

@@ -197,6 +197,33 @@ def test_a_model_string_no_backend_claims_is_a_clear_error(monkeypatch: pytest.M
         reset_plugins()
 
 
+@pytest.mark.parametrize(
+    ("model", "blocked", "distribution"),
+    [
+        ("local/smollm2", "llamacpp", "bestofn-llamacpp"),
+        ("llamacpp/model.gguf", "llamacpp", "bestofn-llamacpp"),
+        ("openai-http/gpt-4o-mini", "openai_http", "bestofn-openai-http"),
+    ],
+)
+def test_a_first_party_plugins_model_string_without_its_plugin_names_the_package(
+    monkeypatch: pytest.MonkeyPatch, model: str, blocked: str, distribution: str
+) -> None:
+    monkeypatch.setenv("BESTOFN_BLOCK_PLUGINS", blocked)
+    reset_plugins()
+    try:
+        with pytest.raises(NoBackendError) as info:
+            bon.LM(model)  # at construction, not at the first request through litellm
+        assert info.value.distribution == distribution and info.value.install.startswith("pip install")
+        message = str(info.value)
+        assert f'"{model}" runs on the {distribution} plugin' in message and info.value.install in message
+        assert f"Blocked by BESTOFN_BLOCK_PLUGINS: {blocked}." in message
+        # an explicit backend is the user's choice: no prefix check
+        assert bon.LM(model, backend="litellm:litellm").backend_ref == "litellm:litellm"
+    finally:
+        monkeypatch.delenv("BESTOFN_BLOCK_PLUGINS")
+        reset_plugins()
+
+
 def test_a_provider_neither_litellm_nor_a_plugin_knows_names_the_fix() -> None:
     # the litellm fallback claims every string: the error comes from it, at the first request
     with pytest.raises(LMRequestError) as info:

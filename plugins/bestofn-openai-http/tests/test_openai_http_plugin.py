@@ -14,7 +14,7 @@ import pytest
 from bestofn_openai_http import plugin
 
 import bestofn_core as bon
-from bestofn_core.errors import AmbiguousNameError
+from bestofn_core.errors import AmbiguousNameError, NoBackendError
 from bestofn_core.plugins import get_plugin_manager, get_registry, reset_plugins
 from bestofn_core.protocols import LMRequest, LMResponse
 
@@ -124,7 +124,8 @@ def test_the_plugin_module_registers_in_process_too(
     monkeypatch.setenv("BESTOFN_LOAD_PLUGINS", "")  # no entry-point plugin at all
     reset_plugins()
     assert "openai_http:openai_http" not in get_registry().names("lm_backend")
-    assert get_registry().lm_backend_for("openai-http/x").qualified_name == "litellm:litellm"
+    with pytest.raises(NoBackendError, match="runs on the bestofn-openai-http plugin"):
+        get_registry().lm_backend_for("openai-http/x")  # not handed to the litellm fallback
     get_plugin_manager().register(plugin, name="openai_http")
     assert get_registry().lm_backend_for("openai-http/x").obj is plugin.backend
     assert make_lm()(messages=MESSAGES)
