@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import signal
 import threading
 from collections import OrderedDict
 from collections.abc import Coroutine, Mapping
@@ -43,6 +44,7 @@ def run_call(
     executor: per-example usage tracking, native ``acall`` for async modules) on the library's event
     loop, while this thread waits for it.
     """
+    _accept_cancellation()
     fn = _load(program[0], "program")
     overrides, trace_enabled = _load(settings[0], "settings")
     # a fresh trace per call: the worker keeps the settings across calls, and a shared list would grow
@@ -60,6 +62,21 @@ async def _call(
     known = {name: value for name, value in context.items() if name in DEFAULTS}
     with settings.context(**known):  # inside the task: this call's settings, and only this call's
         return await Job(index, None, fn, args, kwargs).call(attempt).arun()
+
+
+def _accept_cancellation() -> None:
+    """Let ``ray.cancel`` interrupt this worker even if it was started with SIGINT ignored.
+
+    Ray cancels a running task with a keyboard interrupt, which Python delivers only when SIGINT has a
+    handler. A driver started with SIGINT ignored (a background job of a script, ``nohup``) passes that
+    on to its workers, and cancellation then silently did nothing: stragglers and the tasks ``max_errors``
+    stops ran on to the end. Only the main thread may set a handler; Ray runs tasks there.
+    """
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) in (
+        signal.SIG_IGN,
+        None,
+    ):
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _wait(coro: Coroutine[Any, Any, Any]) -> Any:

@@ -283,3 +283,44 @@ def test_a_program_that_cannot_be_pickled_fails_before_anything_runs(ray_cluster
     module.lock = threading.Lock()  # type: ignore[attr-defined]
     with pytest.raises(ShippingError, match="cannot be shipped to Ray workers"):
         module.batch(questions(2), executor="ray", disable_progress_bar=True)
+
+
+def test_a_driver_started_with_sigint_ignored_can_still_cancel_its_tasks(tmp_path: Path) -> None:
+    # A background job of a script (or nohup) starts with SIGINT ignored, and Ray's workers inherit it;
+    # ray.cancel interrupts a task with SIGINT, so the workers must take it back (bestofn_ray._worker).
+    script = f"""
+import asyncio, signal, sys, time
+from pathlib import Path
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # before Ray starts its workers
+import ray
+import bestofn_core as bon
+
+markers = Path({str(tmp_path)!r})
+
+
+class HangsOnFirstTry(bon.Module):
+    async def aforward(self, question):
+        first = markers / "first-try"
+        if not first.exists():
+            first.write_text(str(time.time()))
+            await asyncio.sleep(3.0)
+            (markers / "first-try-woke").write_text("")
+        return bon.Prediction(answer="A:" + question)
+
+
+ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+         object_store_memory=100 * 1024 * 1024)
+examples = [bon.Example(question="q0").with_inputs("question")]
+results = HangsOnFirstTry().batch(
+    examples, executor="ray", timeout=0.5, straggler_limit=1, disable_progress_bar=True
+)
+assert results[0].answer == "A:q0", results
+time.sleep(max(0.0, float((markers / "first-try").read_text()) + 3.5 - time.time()))
+ray.shutdown()
+sys.exit(3 if (markers / "first-try-woke").exists() else 0)
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=180, check=False
+    )
+    assert result.returncode != 3, "the first try was not cancelled on its worker"
+    assert result.returncode == 0, result.stderr[-3000:]
