@@ -244,8 +244,9 @@ class BaseLM:
         except asyncio.TimeoutError:
             # only the deadline's own expiry lands here: backends raise LMTimeoutError for theirs
             raise LMTimeoutError(
-                f"{self.model}: no complete answer within {deadline:g}s (timeout={self.timeout:g}s plus a "
-                "grace period); the server may be sending its answer too slowly",
+                f"{self.model}: timed out: no complete answer within {deadline:g}s "
+                f"(timeout={self.timeout:g}s plus a grace period); the server may be sending its answer "
+                "too slowly",
                 model=self.model,
             ) from None
 
