@@ -41,8 +41,15 @@ def test_json_round_trip_restores_demos_signature_and_lm_settings(server: Any, t
     fresh = Program()
     fresh.load(path)
     assert fresh.qa.predict.demos[0].answer == "2"
+    assert fresh.qa.predict.lm is None  # a file does not choose the LM: the configured one is used
+    with bon.context(allow_lm_from_file=True):  # a file the user trusts restores its LM
+        fresh.load(path)
     assert fresh.qa.predict.lm.model == "openai/test-model"
     assert fresh.qa.predict.lm.kwargs["temperature"] == 0.4
+    mine = Program()
+    mine.set_lm(bon.LM("openai/test-model", api_base=server.url))
+    mine.load(path)  # into an LM of the same model: the saved sampling settings apply
+    assert mine.qa.predict.lm.kwargs == {"api_base": server.url, "temperature": 0.4}
 
 
 def test_no_secret_is_written_to_any_saved_file(server: Any, tmp_path: Path) -> None:
@@ -62,7 +69,7 @@ def test_loaded_json_cannot_redirect_the_lm_to_another_host(server: Any, tmp_pat
     path.write_bytes(orjson.dumps(data))
     fresh = Program()
     fresh.load(path)
-    assert "api_base" not in fresh.qa.predict.lm.kwargs
+    assert fresh.qa.predict.lm is None
     mine = Program()
     mine.set_lm(bon.LM("openai/test-model", api_base=server.url, api_key="k"))
     mine.load(path)
