@@ -222,7 +222,15 @@ class UnknownNameError(PluginError, LookupError):
 
 
 class AmbiguousNameError(PluginError, LookupError):
-    """A bare ``"name"`` is offered by several plugins: qualify it as ``"plugin:name"``."""
+    """A bare ``"name"`` is offered by several plugins: qualify it as ``"plugin:name"``.
+
+    Attributes:
+        choices: the qualified names to choose from (e.g. the LM backends claiming a model string).
+    """
+
+    def __init__(self, message: str, *, choices: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.choices = list(choices)
 
 
 class SerializationError(BestOfNCoreError, ValueError):
