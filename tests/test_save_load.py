@@ -112,6 +112,14 @@ def test_save_program_to_a_file_path_is_a_clear_error(tmp_path: Path) -> None:
         Program().save(tmp_path / "x.json", save_program=True)
 
 
+@pytest.mark.parametrize("name", ["v1.2", "run.2026-01-01", "model.v3.final"])
+def test_save_program_accepts_a_directory_name_with_dots(server: Any, tmp_path: Path, name: str) -> None:
+    directory = tmp_path / "runs" / name
+    _program(server).save(directory, save_program=True)
+    assert sorted(path.name for path in directory.iterdir()) == ["metadata.json", "program.pkl"]
+    assert isinstance(bon.load(directory, allow_pickle=True), Program)
+
+
 def test_unknown_suffix_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(SerializationError, match=r"\.yamlx"):
         Program().save(tmp_path / "p.yamlx")

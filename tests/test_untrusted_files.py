@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import pickle
@@ -38,7 +39,7 @@ from bestofn_core.errors import (
 )
 from bestofn_core.lm.credentials import ROUTING_SETTINGS
 from bestofn_core.plugins import reset_plugins
-from bestofn_core.serialization import FORMAT_VERSION, load_state_file
+from bestofn_core.serialization import FORMAT_VERSION, MAX_DEPTH, load_state_file
 from bestofn_core.testing.openai_server import OpenAICompatServer
 
 TESTS = Path(__file__).resolve().parent
@@ -686,6 +687,43 @@ def test_a_file_from_a_newer_version_names_both_versions_and_the_upgrade(tmp_pat
     assert f"format version {FORMAT_VERSION + 1} by bestofn-core 99.0.0" in message
     assert f"this bestofn-core ({bon.__version__}) supports (format version {FORMAT_VERSION})" in message
     assert "pip install --upgrade bestofn-core" in message
+
+
+def nested(depth: int) -> Any:
+    value: Any = "leaf"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def test_a_demo_nested_beyond_the_depth_limit_is_refused_at_load(tmp_path: Path) -> None:
+    path = saved_program(tmp_path)
+    data = orjson.loads(path.read_bytes())
+    data["qa.predict"]["demos"].append({"question": "q", "answer": nested(500)})
+    path.write_text(json.dumps(data), encoding="utf-8")  # orjson writes at most 255 levels; json more
+    with pytest.raises(SerializationError) as info:
+        Program().load(path)
+    message = str(info.value)
+    assert str(path) in message and f"{MAX_DEPTH} levels" in message and "qa.predict" in message
+
+
+def test_a_demo_nested_within_the_limit_loads_and_saves_again(tmp_path: Path) -> None:
+    path = saved_program(tmp_path)
+    deep = nested(MAX_DEPTH - 10)
+    edit(path, lambda data: data["qa.predict"]["demos"].append({"question": "q", "answer": deep}))
+    program = Program().load(path)
+    program.save(tmp_path / "again.json")
+    assert Program().load(tmp_path / "again.json").qa.predict.demos[-1].answer == deep
+
+
+@pytest.mark.parametrize("suffix", [".json", ".pkl"])
+def test_saving_a_demo_nested_beyond_the_limit_is_one_clear_error(tmp_path: Path, suffix: str) -> None:
+    program = Program()
+    program.qa.predict.demos = [bon.Example(question="q", answer=nested(500))]
+    with pytest.raises(SerializationError) as info:
+        program.save(tmp_path / f"p{suffix}")
+    assert f"{MAX_DEPTH} levels" in str(info.value) and "qa.predict" in str(info.value)
+    assert not (tmp_path / f"p{suffix}").exists()
 
 
 def test_a_failed_load_of_a_bad_file_can_be_retried_with_a_good_one(tmp_path: Path) -> None:
