@@ -59,7 +59,7 @@ def build_registry(pm: BestOfNPluginManager) -> Registry:
             try:
                 results = caller(register=collector.callback())
                 collector.raise_swallowed_error()
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:  # a hook calling sys.exit() must not end the program
                 if pm.strict:
                     raise PluginLoadError(
                         f'Plugin "{plugin_name}" failed in hook {hook_name}: {type(exc).__name__}: {exc}'

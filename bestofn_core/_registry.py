@@ -234,7 +234,8 @@ class Registry:
             raise AmbiguousNameError(
                 f'Several LM backends claim the model "{model}" with {claim}: {choices}. '
                 f'Pass backend="plugin:name" to LM(...) to choose one, e.g. '
-                f'LM("{model}", backend="{best[0].qualified_name}").'
+                f'LM("{model}", backend="{best[0].qualified_name}").',
+                choices=[registration.qualified_name for registration in best],
             )
         raise NoBackendError(self._no_backend_message(model))
 

@@ -6,8 +6,11 @@ classes (`BestOfNCoreError`, `LMError`, `PluginError`) or the precise ones.
 
 from __future__ import annotations
 
+import gc
 import sys
-from collections.abc import Sequence
+import types
+from collections import deque
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 if sys.version_info >= (3, 11):
@@ -30,6 +33,64 @@ def exception_chain(exc: BaseException, *, follow_suppressed: bool = False) -> l
         hidden = current.__suppress_context__ and not follow_suppressed
         current = current.__cause__ or (None if hidden else current.__context__)
     return chain
+
+
+class ReachableObjects:
+    """Every object reachable from ``root``, each once, breadth-first: iterate it (see ``reachable_objects``).
+
+    ``truncated`` is true once the walk stopped at ``limit`` objects with more left to see.
+    """
+
+    def __init__(self, root: object, limit: int) -> None:
+        self.root = root
+        self.limit = limit
+        self.truncated = False
+
+    def __iter__(self) -> Iterator[object]:
+        seen = {id(self.root)}
+        queue = deque([self.root])
+        while queue:
+            if len(seen) > self.limit:
+                self.truncated = True
+                return
+            obj = queue.popleft()
+            yield obj
+            if isinstance(obj, _NOT_FOLLOWED):
+                continue
+            for referent in gc.get_referents(obj):
+                if id(referent) not in seen and not isinstance(referent, _NOT_VISITED):
+                    seen.add(id(referent))
+                    queue.append(referent)
+
+
+# Code and the interpreter's own state: a class, module or function is not part of an error's data, and
+# a traceback's frames hold the local variables of every function it passed through (the program's own
+# state, which is not the error's to show).
+_NOT_VISITED = (
+    type,
+    types.ModuleType,
+    types.FunctionType,
+    types.BuiltinFunctionType,
+    types.CodeType,
+    types.FrameType,
+    types.TracebackType,
+    types.MethodDescriptorType,
+    types.WrapperDescriptorType,
+    types.GetSetDescriptorType,
+    types.MemberDescriptorType,
+)
+# Atoms: nothing inside them to follow.
+_NOT_FOLLOWED = (str, bytes, bytearray, int, float, complex, bool)
+
+
+def reachable_objects(root: object, *, limit: int = 20_000) -> ReachableObjects:
+    """Every object reachable from ``root``: attributes, ``__dict__``, ``args``, ``__cause__``,
+    ``__context__``, container items, whatever the garbage collector sees an object refer to.
+
+    Classes, modules, functions, code, frames and tracebacks are not visited. Used to check that no
+    secret can be reached from an error the kernel raises (``credentials.holds_secret``).
+    """
+    return ReachableObjects(root, limit)
 
 
 class BestOfNCoreError(Exception):
@@ -161,7 +222,15 @@ class UnknownNameError(PluginError, LookupError):
 
 
 class AmbiguousNameError(PluginError, LookupError):
-    """A bare ``"name"`` is offered by several plugins: qualify it as ``"plugin:name"``."""
+    """A bare ``"name"`` is offered by several plugins: qualify it as ``"plugin:name"``.
+
+    Attributes:
+        choices: the qualified names to choose from (e.g. the LM backends claiming a model string).
+    """
+
+    def __init__(self, message: str, *, choices: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.choices = list(choices)
 
 
 class SerializationError(BestOfNCoreError, ValueError):

@@ -24,6 +24,7 @@ import importlib
 import importlib.util
 import logging
 import os
+import re
 import sys
 import threading
 from dataclasses import dataclass
@@ -195,13 +196,24 @@ def _build_plugin_manager() -> BestOfNPluginManager:
     if _env_flag("BESTOFN_TRACE_PLUGINS"):
         pm.trace.root.setwriter(lambda message: logger.debug("%s", message.rstrip("\n")))
         pm.enable_tracing()
-    for name in _env_names("BESTOFN_BLOCK_PLUGINS"):
+    blocked = _env_names("BESTOFN_BLOCK_PLUGINS")
+    for name in blocked:
         pm.set_blocked(name)
     for module in default_plugins.BUILTIN_PLUGINS:
         _load_builtin(pm, module)
     allowed = _env_names("BESTOFN_LOAD_PLUGINS") if "BESTOFN_LOAD_PLUGINS" in os.environ else None
-    _load_entry_points(pm, allowed)
+    _load_entry_points(pm, allowed, {_normalized(name) for name in blocked})
     return pm
+
+
+def _normalized(name: str) -> str:
+    """A distribution name as packaging compares them (``Bestofn_Rewards`` is ``bestofn-rewards``)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _names(ep: importlib_metadata.EntryPoint) -> set[str]:
+    """What an allow or block list can call an entry point: its name, or its distribution's name."""
+    return {ep.name} | ({_normalized(ep.dist.name)} if ep.dist is not None else set())
 
 
 def _load_builtin(pm: BestOfNPluginManager, module: str) -> None:
@@ -215,7 +227,7 @@ def _load_builtin(pm: BestOfNPluginManager, module: str) -> None:
     try:
         plugin = importlib.import_module(module)
         pm.register(plugin, name=name)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # a plugin calling sys.exit() at import must not end the program
         info.location = _module_location(module)
         _record_failure(pm, info, exc, f'Built-in plugin "{name}" ({module}) failed to load')
         return
@@ -223,12 +235,20 @@ def _load_builtin(pm: BestOfNPluginManager, module: str) -> None:
     pm._record(info, plugin)
 
 
-def _load_entry_points(pm: BestOfNPluginManager, allowed: list[str] | None) -> None:
-    entry_points = sorted(importlib_metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
+def _load_entry_points(pm: BestOfNPluginManager, allowed: list[str] | None, blocked: set[str]) -> None:
+    # sorted by name, then distribution: the load order (and so every message) never depends on sys.path
+    entry_points = sorted(
+        importlib_metadata.entry_points(group=ENTRY_POINT_GROUP),
+        key=lambda ep: (ep.name, _normalized(ep.dist.name) if ep.dist is not None else ""),
+    )
+    wanted = None if allowed is None else {_normalized(name) for name in allowed} | set(allowed)
+    chosen: list[importlib_metadata.EntryPoint] = []
     for ep in entry_points:
-        if allowed is not None and ep.name not in allowed:
+        if wanted is not None and not _names(ep) & wanted:
             pm._not_loaded.append(ep.name)
-            continue
+        else:
+            chosen.append(ep)
+    for ep in chosen:
         dist = ep.dist
         info = PluginInfo(
             ep.name,
@@ -238,37 +258,63 @@ def _load_entry_points(pm: BestOfNPluginManager, allowed: list[str] | None) -> N
             builtin=False,
             location=None,
         )
-        if pm.is_blocked(ep.name):
+        if pm.is_blocked(ep.name) or _names(ep) & blocked:
             info.blocked = True
             info.location = _module_location(ep.module)
             pm._record(info)
             continue
+        rivals = [other for other in chosen if other.name == ep.name and not _names(other) & blocked]
         taken = next((record.info for record in pm._records if record.info.name == ep.name), None)
         try:
-            if taken is not None:
-                owner = taken.distribution or "bestofn-core (built-in)"
+            if len(rivals) > 1:
+                # neither loads: whichever came first on sys.path would otherwise act in the other's name
+                raise PluginError(_clash_message(ep.name, rivals))
+            if taken is not None and taken.builtin:
                 raise PluginError(
-                    f'The plugin name "{ep.name}" is already taken by {owner}; uninstall one of the two '
-                    "distributions."
+                    f'The plugin name "{ep.name}" is already taken by bestofn-core (built-in); uninstall '
+                    f"{info.distribution}, or keep it out with BESTOFN_BLOCK_PLUGINS={info.distribution}."
                 )
             plugin = ep.load()
             pm.register(plugin, name=ep.name)
-        except Exception as exc:
+        except (
+            Exception,
+            SystemExit,
+        ) as exc:  # a plugin calling sys.exit() at import must not end the program
             info.location = _module_location(ep.module)
             _record_failure(pm, info, exc, f'Plugin "{ep.name}" ({info.distribution}) failed to load')
             continue
         info.location = _module_location(ep.module)
         pm._record(info, plugin)
-    known = {ep.name for ep in entry_points}
+    known = {name for ep in entry_points for name in _names(ep)}
     for name in allowed or ():
-        if name not in known:
-            logger.warning("BESTOFN_LOAD_PLUGINS names %r, but no installed plugin has that name", name)
+        if name not in known and _normalized(name) not in known:
+            logger.warning(
+                "BESTOFN_LOAD_PLUGINS names %r, but no installed plugin or distribution has that name", name
+            )
+
+
+def _clash_message(name: str, rivals: list[importlib_metadata.EntryPoint]) -> str:
+    declared = " and ".join(
+        f"{ep.dist.name} {ep.dist.version} ({ep.value})" if ep.dist is not None else ep.value for ep in rivals
+    )
+    count = "two" if len(rivals) == 2 else str(len(rivals))
+    return (
+        f'The plugin name "{name}" is declared by {count} distributions: {declared}. None is loaded, so '
+        "none can act in another's name. Keep the one you trust: uninstall the others, or name the trusted "
+        "distribution in BESTOFN_LOAD_PLUGINS (with the other plugins you use), or the others in "
+        "BESTOFN_BLOCK_PLUGINS. `bestofn plugins` shows where each is installed."
+    )
 
 
 def _record_failure(pm: BestOfNPluginManager, info: PluginInfo, exc: BaseException, summary: str) -> None:
     if pm.strict:
         raise PluginLoadError(f"{summary}: {type(exc).__name__}: {exc}") from exc
     info.error = _format_error(exc)
+    if isinstance(exc, SystemExit):
+        info.error += (
+            "The plugin ended the program while it was imported: it calls sys.exit() or parses the command "
+            "line (argparse) at import, as a script would. It is skipped; fix or uninstall it.\n"
+        )
     logger.warning("%s: %s: %s (run `bestofn plugins` for details)", summary, type(exc).__name__, exc)
     logger.debug("%s", info.error)
     pm._record(info)

@@ -21,6 +21,11 @@ logger = logging.getLogger(__name__)
 
 #: Bumped when the layout of saved state changes incompatibly.
 FORMAT_VERSION = 1
+#: The deepest nesting of lists and mappings a saved state may hold, counted from the top of the file (a
+#: demo's value starts 4 levels down: parameter, "demos", the demo, its field). Deeper files are refused
+#: at load and deeper programs at save, with an error naming where: JSON writers stop at 255 levels,
+#: and Python's own recursion limit is not far beyond.
+MAX_DEPTH = 200
 PROGRAM_FILE = "program.pkl"
 METADATA_FILE = "metadata.json"
 _TRACKED_PACKAGES = ("bestofn-core", "pydantic", "litellm", "cloudpickle", "orjson")
@@ -110,18 +115,61 @@ def save_module(
         _save_program(module, path, modules_to_serialize or [])
         return
     serializer = _serializer(path)
-    state = module.dump_state(json_mode=not serializer.executes_code)
+    try:
+        state = module.dump_state(json_mode=not serializer.executes_code)
+    except RecursionError:
+        # a value nested deeper than Python can walk: name the parameter that holds it
+        raise SerializationError(f"Cannot save {path}: {_too_deep(_deepest_parameter(module))}") from None
+    check_depth(state, path, "save")
     state["metadata"] = metadata()
     serializer.dump(state, path)
+
+
+def check_depth(state: Any, source: Path, action: str) -> None:
+    """Refuse a state nested more than ``MAX_DEPTH`` levels deep, naming where (never recurses itself)."""
+    stack: list[tuple[Any, int, tuple[Any, ...]]] = [(state, 0, ())]
+    while stack:
+        value, depth, where = stack.pop()
+        if isinstance(value, dict):
+            children: Any = value.items()
+        elif isinstance(value, list | tuple):
+            children = enumerate(value)
+        else:
+            continue
+        if depth >= MAX_DEPTH:
+            raise SerializationError(f"Cannot {action} {source}: {_too_deep(_path_text(where))}")
+        stack.extend((item, depth + 1, (*where, key)) for key, item in children)
+
+
+def _too_deep(where: str) -> str:
+    return (
+        f"{where} is nested more than {MAX_DEPTH} levels deep, the most a saved program may hold. "
+        "Flatten the value (e.g. store it as a string)."
+    )
+
+
+def _path_text(where: tuple[Any, ...]) -> str:
+    shown = "".join(f"[{key}]" if isinstance(key, int) else f".{key}" for key in where[:6]).lstrip(".")
+    return (shown + ("..." if len(where) > 6 else "")) or "the state"
+
+
+def _deepest_parameter(module: Module) -> str:
+    for name, param in module.named_parameters():
+        try:
+            param.dump_state()
+        except RecursionError:
+            return f"the state of {name}"
+    return "the program's state"
 
 
 def _save_program(module: Module, directory: Path, modules_to_serialize: list[Any]) -> None:
     import cloudpickle
 
-    if directory.suffix:
+    if _names_a_state_file(directory):  # "p.json": the user meant a state file; "runs/v1.2" is a directory
         raise SerializationError(
-            f"save_program=True writes a directory, but {directory} has a file suffix "
-            f"({directory.suffix}). Pass a directory path such as {directory.with_suffix('')}."
+            f"save_program=True writes a directory, but {directory} has the suffix of a state file "
+            f"({directory.suffix}). Pass a directory path such as {directory.with_suffix('')}, or save the "
+            f"state alone with save({str(directory)!r}) (without save_program=True)."
         )
     if directory.exists() and not directory.is_dir():
         raise SerializationError(f"{directory} exists and is not a directory.")
@@ -141,6 +189,14 @@ def _save_program(module: Module, directory: Path, modules_to_serialize: list[An
         for extra in modules_to_serialize:
             cloudpickle.unregister_pickle_by_value(extra)
     _serializer(directory / METADATA_FILE).dump(metadata(), directory / METADATA_FILE)
+
+
+def _names_a_state_file(path: Path) -> bool:
+    try:
+        _serializer(path)
+    except SerializationError:
+        return False  # no format has this suffix (".2" of "v1.2")
+    return True
 
 
 def load_state_file(path: str | Path, *, allow_pickle: bool = False) -> dict[str, Any]:
@@ -165,6 +221,7 @@ def load_state_file(path: str | Path, *, allow_pickle: bool = False) -> dict[str
             f"{path} does not hold a saved program state (expected a mapping, got {type(state).__name__})."
         )
     check_metadata(state.pop("metadata", None), path)
+    check_depth(state, path, "load")
     return state
 
 

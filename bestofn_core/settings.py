@@ -32,7 +32,8 @@ DEFAULTS: dict[str, Any] = {
     "max_concurrency": None,  # bound on in-flight LM requests across the whole process (None: unbounded)
     "max_history_size": 10_000,  # entries kept in the global and per-LM/module histories
     "max_trace_size": 10_000,  # newest entries kept in settings.trace
-    "allow_api_base_from_file": False,  # let a loaded .json file choose the LM's api_base
+    "allow_lm_from_file": False,  # let a loaded file choose the LM: its model, backend, host and routing
+    "allow_api_base_from_file": False,  # the first name of allow_lm_from_file, kept working
 }
 
 

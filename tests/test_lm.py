@@ -22,6 +22,7 @@ from bestofn_core.errors import (
 )
 from bestofn_core.lm.cache import ResponseCache, configure_cache
 from bestofn_core.plugins import reset_plugins
+from bestofn_core.testing.openai_server import OpenAICompatServer
 
 MESSAGES = [{"role": "user", "content": "Say hello"}]
 
@@ -96,6 +97,48 @@ def test_cache_never_stores_the_api_key(make_lm: Any, server: Any, tmp_path: Any
     # the key is not part of the cache key either: another key hits the same entry
     make_lm(api_key="sk-other")(messages=MESSAGES)
     assert len(server.requests) == 1
+
+
+@pytest.mark.parametrize("variable", ["OPENAI_BASE_URL", "OPENAI_API_BASE"])
+@pytest.mark.parametrize("backend", ["litellm:litellm", "openai_http:openai"])
+def test_the_cache_keys_on_the_server_set_through_the_environment(
+    variable: str, backend: str, server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-key-0123456789")
+    for name in ("OPENAI_BASE_URL", "OPENAI_API_BASE"):
+        monkeypatch.delenv(name, raising=False)
+    with OpenAICompatServer() as other:
+        lm = bon.LM("openai/test-model", backend=backend)  # no api_base: the environment names the server
+        monkeypatch.setenv(variable, server.url)
+        lm(messages=MESSAGES)
+        monkeypatch.setenv(variable, other.url)
+        lm(messages=MESSAGES)
+        assert [len(server.requests), len(other.requests)] == [1, 1]
+        monkeypatch.setenv(variable, server.url)
+        lm(messages=MESSAGES)  # the first server's answer is still cached, for that server
+        assert [len(server.requests), len(other.requests)] == [1, 1]
+
+
+def test_the_cache_keys_on_every_setting_that_routes_the_request(make_lm: Any, server: Any) -> None:
+    # a model_list routes the request through litellm: another route is another entry
+    with OpenAICompatServer() as other:
+        routes = [
+            {
+                "model_name": "openai/test-model",
+                "litellm_params": {"model": "openai/test-model", "api_base": url},
+            }
+            for url in (server.url, other.url)
+        ]
+        direct = bon.LM("openai/test-model", api_key="sk-test-key", backend="litellm:litellm")
+        direct(messages=MESSAGES, model_list=routes[:1])
+        direct(messages=MESSAGES, model_list=routes[1:])
+        assert [len(server.requests), len(other.requests)] == [1, 1]
+
+
+def test_the_cache_keys_on_the_backend_serving_the_request(make_lm: Any, server: Any) -> None:
+    make_lm(backend="litellm:litellm")(messages=MESSAGES)
+    make_lm(backend="openai_http:openai")(messages=MESSAGES)
+    assert len(server.requests) == 2
 
 
 def test_cached_calls_report_no_usage(make_lm: Any, server: Any) -> None:

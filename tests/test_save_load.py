@@ -41,8 +41,15 @@ def test_json_round_trip_restores_demos_signature_and_lm_settings(server: Any, t
     fresh = Program()
     fresh.load(path)
     assert fresh.qa.predict.demos[0].answer == "2"
+    assert fresh.qa.predict.lm is None  # a file does not choose the LM: the configured one is used
+    with bon.context(allow_lm_from_file=True):  # a file the user trusts restores its LM
+        fresh.load(path)
     assert fresh.qa.predict.lm.model == "openai/test-model"
     assert fresh.qa.predict.lm.kwargs["temperature"] == 0.4
+    mine = Program()
+    mine.set_lm(bon.LM("openai/test-model", api_base=server.url))
+    mine.load(path)  # into an LM of the same model: the saved sampling settings apply
+    assert mine.qa.predict.lm.kwargs == {"api_base": server.url, "temperature": 0.4}
 
 
 def test_no_secret_is_written_to_any_saved_file(server: Any, tmp_path: Path) -> None:
@@ -62,7 +69,7 @@ def test_loaded_json_cannot_redirect_the_lm_to_another_host(server: Any, tmp_pat
     path.write_bytes(orjson.dumps(data))
     fresh = Program()
     fresh.load(path)
-    assert "api_base" not in fresh.qa.predict.lm.kwargs
+    assert fresh.qa.predict.lm is None
     mine = Program()
     mine.set_lm(bon.LM("openai/test-model", api_base=server.url, api_key="k"))
     mine.load(path)
@@ -103,6 +110,14 @@ def test_whole_program_directory_round_trip(
 def test_save_program_to_a_file_path_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(SerializationError, match="directory"):
         Program().save(tmp_path / "x.json", save_program=True)
+
+
+@pytest.mark.parametrize("name", ["v1.2", "run.2026-01-01", "model.v3.final"])
+def test_save_program_accepts_a_directory_name_with_dots(server: Any, tmp_path: Path, name: str) -> None:
+    directory = tmp_path / "runs" / name
+    _program(server).save(directory, save_program=True)
+    assert sorted(path.name for path in directory.iterdir()) == ["metadata.json", "program.pkl"]
+    assert isinstance(bon.load(directory, allow_pickle=True), Program)
 
 
 def test_unknown_suffix_is_a_clear_error(tmp_path: Path) -> None:

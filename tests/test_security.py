@@ -13,12 +13,14 @@ exception messages and tracebacks, ``BestOfNError`` attempts, the response cache
 from __future__ import annotations
 
 import copy
+import gc
 import logging
 import os
 import pickle
 import subprocess
 import sys
 import traceback
+import types
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +34,8 @@ import bestofn_core as bon
 from bestofn_core.errors import BestOfNError, LMAuthenticationError, LMServerError
 from bestofn_core.lm.credentials import (
     REDACTED,
+    ROUTING_NAME_ENDINGS,
+    ROUTING_SETTINGS,
     is_connection_setting,
     is_secret,
     redact,
@@ -343,6 +347,63 @@ def test_connection_setting_names(name: str) -> None:
     assert is_connection_setting(name)
 
 
+#: Settings of litellm's connection, dispatch, routing and deployment options that do not choose where a
+#: request goes (timeouts, retries, rate limits, costs, tags): a loaded file may set them.
+LITELLM_NOT_ROUTING = {
+    "request_timeout", "force_timeout", "stream_timeout", "timeout_by_service_tier",
+    "stream_timeout_by_service_tier", "max_retries", "num_retries", "retry_policy", "retry_strategy",
+    "cooldown_time", "fireworks_forward_user_id", "bedrock_tags", "anthropic_issuer_ttl_seconds",
+    "anthropic_disable_workload_identity_federation", "use_chat_completions_api", "allowed_openai_params",
+    "search_tool_name", "auto_router_max_input_chars", "auto_router_routing_compression",
+    "auto_router_model_compression", "model_info", "rpm", "tpm", "itpm", "otpm", "rpd", "tpd",
+    "daily_reset_time", "kubernetes_pod_discovery", "max_parallel_requests", "weight", "order", "tag_regex",
+    "max_file_size_mb",
+}  # fmt: skip
+
+
+def litellm_request_settings() -> list[str]:
+    """The request settings litellm declares in its connection, dispatch, routing and deployment options."""
+    import dataclasses
+    import inspect
+
+    import litellm
+    from litellm.types import litellm_params
+
+    classes = [field.type for field in dataclasses.fields(litellm_params.ConnectionSettings)]
+    classes += [litellm_params.DispatchOptions, litellm_params.RoutingOptions, litellm_params.MockOptions]
+    classes += [litellm_params.SpecializedRouterOptions, litellm_params.DeploymentOptions]
+    classes = [cls if isinstance(cls, type) else getattr(litellm_params, cls) for cls in classes]
+    names = [field.name for cls in classes for field in dataclasses.fields(cls)]
+    signature = inspect.signature(litellm.completion).parameters
+    return [
+        *names,
+        *(name for name in ("base_url", "api_version", "model_list", "deployment_id") if name in signature),
+    ]
+
+
+def test_every_setting_litellm_routes_requests_with_is_a_routing_setting_or_a_secret() -> None:
+    # litellm's own declaration of its request settings: an upgrade that adds one fails here, to be
+    # classified (ROUTING_SETTINGS / ROUTING_NAME_ENDINGS, or LITELLM_NOT_ROUTING above)
+    names = litellm_request_settings()
+    assert {"api_base", "model_list", "custom_llm_provider", "fallbacks", "client", "ssl_verify"} <= set(
+        names
+    )
+    unclassified = [
+        name
+        for name in names
+        if not is_secret(name) and not is_connection_setting(name) and name not in LITELLM_NOT_ROUTING
+    ]
+    assert unclassified == []
+    assert not [name for name in LITELLM_NOT_ROUTING if is_connection_setting(name)]
+
+
+def test_routing_settings_are_kept_out_of_the_request_parameters() -> None:
+    params, credentials = split_kwargs(dict.fromkeys(sorted(ROUTING_SETTINGS), "x") | {"temperature": 0.1})
+    assert params == {"temperature": 0.1} and set(credentials) == set(ROUTING_SETTINGS)
+    for ending in ROUTING_NAME_ENDINGS:
+        assert is_connection_setting(f"someprovider_{ending}") and is_connection_setting(ending)
+
+
 @pytest.mark.parametrize("name", ["retry_base_delay", "temperature", "top_p", "timeout", "user", "seed"])
 def test_ordinary_settings_are_not_connection_settings(name: str) -> None:
     assert not is_connection_setting(name)
@@ -366,11 +427,194 @@ def test_scrub_exception_cuts_a_cause_that_mentions_the_secret() -> None:
         except RuntimeError as inner:
             raise ValueError(f"wrapped: {API_KEY}") from inner
     except ValueError as exc:
-        assert scrub_exception(exc, {API_KEY})
+        assert scrub_exception(exc, {API_KEY}) is exc  # nothing but its message held the secret
         text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     assert MARKER not in text and f"wrapped: {REDACTED}" in text
     untouched = ValueError("nothing secret")
-    assert not scrub_exception(untouched, {API_KEY}) and str(untouched) == "nothing secret"
+    assert scrub_exception(untouched, {API_KEY}) is untouched and str(untouched) == "nothing secret"
+
+
+# ------------------------------------------------------------------------------------- nested settings
+
+
+def model_list(url: str, **litellm_params: Any) -> list[dict[str, Any]]:
+    """A litellm ``model_list`` routing ``openai/test-model`` to ``url``."""
+    params = {"model": "openai/test-model", "api_base": url, **litellm_params}
+    return [{"model_name": "openai/test-model", "litellm_params": params}]
+
+
+def test_a_key_nested_in_a_setting_never_reaches_saved_state_history_or_repr(
+    server: OpenAICompatServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # litellm writes the request's api_key into the model_list entry it routes through, in place; a
+    # user can also put one there, or in extra_body
+    routes = model_list(server.url)
+    lm = bon.LM(
+        "openai/test-model",
+        api_key=API_KEY,
+        model_list=routes,
+        extra_body={"api_key": HEADER, "note": "kept"},
+        backend="litellm:litellm",
+        cache=False,
+    )
+    users_own = bon.LM(
+        "openai/test-model", model_list=model_list(server.url, api_key=BEARER), backend="litellm:litellm"
+    )
+    program = Program()
+    program.set_lm(lm)
+    assert lm(prompt="routed through model_list")
+    assert server.requests[-1].headers["authorization"] == f"Bearer {API_KEY}"  # the key was used
+    # the LM's own settings are unchanged: the backend got a copy
+    assert lm.kwargs["model_list"] == model_list(server.url)
+    seen = Seen()
+    for which, model in (("lm", lm), ("user's model_list", users_own)):
+        seen.add(f"{which}: dump_state", model.dump_state())
+        seen.add(f"{which}: repr", repr(model))
+        seen.add(f"{which}: pickle", pickle.dumps(model))
+    seen.add("history", lm.history)
+    seen.add("inspect_history", lm.inspect_history(n=5))
+    program.save(tmp_path / "p.json")
+    seen.add("saved", (tmp_path / "p.json").read_bytes())
+    seen.add("program dump_state", program.dump_state())
+    seen.add("log records", caplog.text)
+    seen.assert_clean()
+    assert lm.dump_state()["extra_body"] == {"note": "kept"}
+    assert lm.dump_state()["model_list"] == model_list(server.url)
+
+
+# ------------------------------------------------------------------------------------- keys inside URLs
+
+
+def test_a_key_inside_api_base_is_masked_in_files_repr_history_logs_and_errors(
+    server: OpenAICompatServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    password, query_key = f"{MARKER}-urlpassword", f"{MARKER}-querykey"
+    with_password = server.url.replace("http://", f"http://user:{password}@")
+    with_query = f"{server.url}?api-key={query_key}"
+    seen = Seen()
+    for url in (with_password, with_query):
+        lm = bon.LM("openai/test-model", api_base=url, num_retries=0, cache=False, backend="litellm:litellm")
+        program = Program()
+        program.set_lm(lm)
+        program.save(tmp_path / "p.json")
+        seen.add(f"{url}: saved", (tmp_path / "p.json").read_bytes())
+        seen.add(f"{url}: dump_state", lm.dump_state())
+        seen.add(f"{url}: repr", repr(lm))
+        seen.add(f"{url}: pickle", pickle.dumps(lm))
+        # a server that echoes the URL it was called with, as some proxies' error pages do
+        server.fail_next(404, body=echo_body(url))
+        with pytest.raises(bon.errors.LMError) as error:
+            lm(prompt="hi")
+        seen.add_exception(f"{url}: error", error.value)
+        assert secrets_reachable_from(error.value) == []  # the client's request object holds the URL
+        seen.add(f"{url}: history", lm.history)
+    assert "user:[REDACTED]@127.0.0.1" in repr(bon.LM("openai/test-model", api_base=with_password))
+    assert "api-key=[REDACTED]" in repr(bon.LM("openai/test-model", api_base=with_query))
+    seen.add("log records", "\n".join(logging.StreamHandler().format(r) for r in caplog.records))
+    seen.assert_clean()
+
+
+def test_a_key_inside_api_base_is_masked_in_the_http_clients_log_records(server: OpenAICompatServer) -> None:
+    # httpx logs every request's URL at INFO. A fresh process with logging on, as an application has it,
+    # through the openai_http backend: litellm (which filters httpx's records itself) is never imported.
+    password = f"{MARKER}-urlpassword"
+    url = server.url.replace("http://", f"http://user:{password}@")
+    script = (
+        "import logging, sys\n"
+        "logging.basicConfig(level=logging.DEBUG, format='%(name)s %(message)s')\n"
+        "import bestofn_core as bon\n"
+        f"lm = bon.LM('openai/test-model', api_base={url!r}, cache=False, backend='openai_http:openai')\n"
+        "print(lm(prompt='hi'))\n"
+        "assert 'litellm' not in sys.modules\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env=_cli_env(),
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert server.requests[-1].headers["authorization"].startswith("Basic ")  # the URL's key was used
+    assert "httpx HTTP Request: POST http://user:[REDACTED]@127.0.0.1" in result.stderr
+    assert MARKER not in result.stdout + result.stderr
+
+
+# ------------------------------------------------------------------------------------- errors
+
+
+def secrets_reachable_from(root: object) -> list[str]:
+    """Every path from ``root`` to a string or bytes holding the marker, through whatever the garbage
+    collector sees an object refer to: attributes, ``__dict__``, ``args``, ``__cause__``, ``__context__``,
+    container items, a provider's request object and its headers.
+
+    Code, classes, modules and tracebacks' frames are not data; the user's own LM and program objects
+    (a candidate's trace names the predictors that ran) hold the keys the user gave them, by design.
+    """
+    skipped = (
+        type,
+        types.ModuleType,
+        types.FunctionType,
+        types.CodeType,
+        types.FrameType,
+        types.TracebackType,
+    )
+    parents: dict[int, tuple[int, str]] = {id(root): (0, type(root).__name__)}
+    queue, found = [root], []
+    while queue:
+        obj = queue.pop()
+        if isinstance(obj, str | bytes | bytearray):
+            text = obj.decode("latin-1") if isinstance(obj, bytes | bytearray) else obj
+            if MARKER in text:
+                path, key = [], id(obj)
+                while key:
+                    key, name = parents[key]
+                    path.append(name)
+                found.append(" <- ".join(path))
+            continue
+        if isinstance(obj, (*skipped, bon.BaseLM, bon.Module)):
+            continue
+        for referent in gc.get_referents(obj):
+            if id(referent) not in parents:
+                parents[id(referent)] = (id(obj), type(referent).__name__)
+                queue.append(referent)
+    return found
+
+
+def test_no_object_reachable_from_a_failed_call_holds_the_key(
+    server: OpenAICompatServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the walk finds a key where a provider's request object keeps it
+    assert secrets_reachable_from(ValueError({"headers": [(b"authorization", f"Bearer {API_KEY}".encode())]}))
+    # litellm's exception chain holds the provider's request object with its Authorization header
+    lm = bon.LM("openai/test-model", api_base=server.url, api_key=API_KEY, num_retries=0, cache=False)
+    server.fail_next(401)
+    with pytest.raises(LMAuthenticationError) as auth:
+        lm.copy(backend="litellm:litellm")(prompt="unauthorized")
+    assert secrets_reachable_from(auth.value) == []
+    server.fail_next(500)
+    with pytest.raises(LMServerError) as failed:
+        lm.copy(backend="openai_http:openai")(prompt="through the plugin")
+    assert secrets_reachable_from(failed.value) == []
+    # the environment's key, which the backend reads itself
+    monkeypatch.setenv("OPENAI_API_KEY", ENV_KEY)
+    server.fail_next(401)
+    with pytest.raises(LMAuthenticationError) as env:
+        bon.LM("openai/test-model", api_base=server.url, num_retries=0, backend="litellm:litellm")(prompt="x")
+    assert secrets_reachable_from(env.value) == []
+
+
+def test_no_object_reachable_from_a_bestofn_error_holds_the_key(server: OpenAICompatServer) -> None:
+    program = Program()
+    program.set_lm(planted_lm(server, num_retries=0, cache=False, backend="litellm:litellm"))
+    server.fail_next(401, times=3)
+    best = bon.BestOfN(program, N=3, reward_fn=lambda inputs, pred: 1.0, threshold=1.0)
+    with pytest.raises(BestOfNError) as group:
+        best(question="best of three")
+    assert group.value.attempts[0].error is not None  # the path of the report: attempts[0].error...
+    assert secrets_reachable_from(group.value) == []
 
 
 # ------------------------------------------------------------------------------------- the command line

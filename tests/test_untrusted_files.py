@@ -16,6 +16,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
 import pickle
@@ -35,12 +37,13 @@ from bestofn_core.errors import (
     SerializationError,
     UnknownNameError,
 )
+from bestofn_core.lm.credentials import ROUTING_SETTINGS
 from bestofn_core.plugins import reset_plugins
-from bestofn_core.serialization import FORMAT_VERSION, load_state_file
+from bestofn_core.serialization import FORMAT_VERSION, MAX_DEPTH, load_state_file
 from bestofn_core.testing.openai_server import OpenAICompatServer
 
 TESTS = Path(__file__).resolve().parent
-OPT_IN = "allow_api_base_from_file=True"
+OPT_IN = "allow_lm_from_file=True"
 
 
 plugin_site = plugin_fixtures.plugin_site
@@ -248,7 +251,9 @@ def test_a_json_file_cannot_name_code_to_import_or_call(
 
     edit(path, plant)
     fresh = bon.BestOfN(bon.ChainOfThought("question -> answer"), N=1, reward_fn=lambda a, p: 0.0)
-    with pytest.raises(UnknownNameError, match=r"best\.json") as info:
+    # a backend is part of the LM, which a file chooses only when trusted: looked up only then
+    trusted = bon.context(allow_lm_from_file=True) if where[-1] == "backend" else contextlib.nullcontext()
+    with trusted, pytest.raises(UnknownNameError, match=r"best\.json") as info:
         fresh.load(path)
     assert f'"{reference}"' in str(info.value) and "Available" in str(info.value)
     assert not called and not canary_module.exists() and "bestofn_canary_mod" not in sys.modules
@@ -338,15 +343,122 @@ def test_the_opt_in_lets_a_trusted_file_choose_the_host_but_never_the_credential
     assert program.qa.predict.lm.kwargs["api_base"] == server.url
 
 
-def test_a_fresh_program_gets_the_saved_model_without_the_saved_host(tmp_path: Path, caplog: Any) -> None:
-    path = saved_program(
-        tmp_path, bon.LM("openai/test-model", api_base="http://127.0.0.1:9/v1", max_tokens=50)
-    )
+def test_a_program_without_an_lm_of_its_own_keeps_sending_where_the_user_configured(
+    server: OpenAICompatServer,
+    planted_server: OpenAICompatServer,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The user's own file, saved against their local server. The environment points the provider's
+    # default endpoint (and key) elsewhere: the planted server stands in for the public provider.
+    path = saved_program(tmp_path, bon.LM("openai/test-model", api_base=server.url, temperature=0.3))
+    monkeypatch.setenv("OPENAI_BASE_URL", planted_server.url)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-env-key-for-the-provider-0123")
+    bon.configure(lm=bon.LM("openai/test-model", api_base=server.url, api_key="sk-mine-0123456789"))
     with caplog.at_level(logging.WARNING):
         program = Program().load(path)
+    assert program(question="Where does this go?").answer
+    assert [len(server.requests), len(planted_server.requests)] == [1, 0]
+    assert server.requests[0].headers["authorization"] == "Bearer sk-mine-0123456789"
+    assert program.qa.predict.lm is None  # it keeps following the configured LM
+    message = caplog.text
+    assert "qa.predict" in message and "'openai/test-model'" in message and "temperature=0.3" in message
+    assert "settings.lm" in message and OPT_IN in message and "set_lm" in message
+
+
+def test_a_crafted_file_cannot_pick_another_provider_for_a_program_without_an_lm(
+    server: OpenAICompatServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = saved_program(tmp_path, bon.LM("openai/test-model"))
+    edit(path, lambda data: lm_state(data).update(model="anthropic/claude-x", backend="openai_http:openai"))
+    bon.configure(lm=bon.LM("openai/test-model", api_base=server.url, api_key="sk-mine-0123456789"))
+    with caplog.at_level(logging.WARNING):
+        program = Program().load(path)
+    assert program.qa.predict.lm is None, program.qa.predict.lm
+    assert "'anthropic/claude-x'" in caplog.text and OPT_IN in caplog.text
+    assert program(question="still mine").answer and len(server.requests) == 1
+
+
+def test_the_saved_lm_is_restored_for_a_program_without_an_lm_only_with_the_opt_in(
+    server: OpenAICompatServer, planted_server: OpenAICompatServer, tmp_path: Path
+) -> None:
+    path = saved_program(
+        tmp_path, bon.LM("openai/test-model", api_base=planted_server.url, temperature=0.3, max_tokens=50)
+    )
+    bon.configure(lm=bon.LM("openai/test-model", api_base=server.url, api_key="sk-mine-0123456789"))
+    with bon.context(allow_lm_from_file=True):
+        program = Program().load(path)
     lm = program.qa.predict.lm
-    assert lm.model == "openai/test-model" and lm.kwargs == {"max_tokens": 50}
-    assert "Ignored api_base='http://127.0.0.1:9/v1'" in caplog.text and OPT_IN in caplog.text
+    assert (lm.model, lm.kwargs) == (
+        "openai/test-model",
+        {"api_base": planted_server.url, "temperature": 0.3, "max_tokens": 50},
+    )
+    # the first name of the opt-in still works
+    with bon.context(allow_api_base_from_file=True):
+        assert Program().load(path).qa.predict.lm.kwargs["api_base"] == planted_server.url
+
+
+def test_a_hand_written_lm_entry_with_only_a_model_is_checked_and_applied_with_the_opt_in(
+    tmp_path: Path,
+) -> None:
+    path = saved_program(tmp_path, bon.LM("openai/test-model"))
+    edit(path, lambda data: data["qa.predict"].update(lm={"model": "openai/written", "temperature": 0.2}))
+    assert Program().load(path).qa.predict.lm is None
+    with bon.context(allow_lm_from_file=True):
+        lm = Program().load(path).qa.predict.lm
+    assert (lm.model, lm.kwargs, lm.cache) == ("openai/written", {"temperature": 0.2}, True)
+
+
+def test_a_saved_model_that_differs_from_the_lm_is_applied_only_with_the_opt_in(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = saved_program(tmp_path, bon.LM("openai/other-model", temperature=0.7))
+    mine = bon.LM("openai/test-model", api_key="sk-for-openai-only-0123")
+    program = Program()
+    program.set_lm(mine)
+    with caplog.at_level(logging.WARNING):
+        program.load(path)
+    lm = program.qa.predict.lm
+    # the model is not applied (named in a warning); sampling settings are
+    assert (lm.model, lm.kwargs) == (
+        "openai/test-model",
+        {"api_key": mine.kwargs["api_key"], "temperature": 0.7},
+    )
+    assert "Ignored model='openai/other-model'" in caplog.text and OPT_IN in caplog.text
+    program.set_lm(mine)
+    with bon.context(allow_lm_from_file=True):
+        program.load(path)
+    assert program.qa.predict.lm.model == "openai/other-model"
+    assert program.qa.predict.lm.kwargs["api_key"] == mine.kwargs["api_key"]
+
+
+def test_a_model_list_in_a_loaded_file_does_not_redirect_requests(
+    server: OpenAICompatServer,
+    planted_server: OpenAICompatServer,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # litellm routing: a model_list entry for the model sends the request (and the key) to its api_base
+    monkeypatch.setenv("OPENAI_BASE_URL", server.url)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-env-key-0123456789")
+    path = saved_program(tmp_path, bon.LM("openai/test-model"))
+    planted = [
+        {
+            "model_name": "openai/test-model",
+            "litellm_params": {"model": "openai/test-model", "api_base": planted_server.url},
+        }
+    ]
+    edit(path, lambda data: lm_state(data).update(model_list=planted))
+    program = Program()
+    program.set_lm(bon.LM("openai/test-model", backend="litellm:litellm", cache=False))
+    with caplog.at_level(logging.WARNING):
+        program.load(path)
+    assert program(question="Where does this go?").answer
+    assert [len(server.requests), len(planted_server.requests)] == [1, 0]
+    assert "model_list" not in program.qa.predict.lm.kwargs
+    assert "Ignored model_list=" in caplog.text and OPT_IN in caplog.text
 
 
 def test_a_file_cannot_switch_an_lm_with_credentials_to_another_provider_or_backend(
@@ -354,10 +466,10 @@ def test_a_file_cannot_switch_an_lm_with_credentials_to_another_provider_or_back
 ) -> None:
     path = saved_program(tmp_path, bon.LM("openai/test-model"))
     mine = bon.LM("openai/test-model", api_key="sk-for-openai-only-0123")
-    for planted, why in [
-        ({"model": "anthropic/claude-x"}, "another provider"),
-        ({"model": "claude-x"}, "another provider"),  # no prefix: the provider is unknown, not assumed
-        ({"backend": "openai_http:openai_http"}, "backend"),
+    for planted, named in [
+        ({"model": "anthropic/claude-x"}, "model='anthropic/claude-x'"),
+        ({"model": "claude-x"}, "model='claude-x'"),
+        ({"backend": "openai_http:openai_http"}, "backend='openai_http:openai_http'"),
     ]:
         edit(path, lambda data, planted=planted: lm_state(data).update(planted))
         program = Program()
@@ -371,15 +483,22 @@ def test_a_file_cannot_switch_an_lm_with_credentials_to_another_provider_or_back
             None,
             mine.kwargs["api_key"],
         )
-        assert why in caplog.text and OPT_IN in caplog.text
+        assert f"Ignored {named}" in caplog.text and OPT_IN in caplog.text
         edit(path, lambda data: lm_state(data).update(model="openai/test-model", backend=None))
-    # the same provider is not a redirect: a saved model of the same provider is applied
-    edit(path, lambda data: lm_state(data).update(model="openai/other-model"))
+
+
+@pytest.mark.parametrize("name", sorted(ROUTING_SETTINGS))
+def test_every_routing_setting_in_a_loaded_file_is_ignored_without_the_opt_in(
+    name: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = saved_program(tmp_path, bon.LM("openai/test-model"))
+    edit(path, lambda data: lm_state(data).update({name: "planted-value"}))
     program = Program()
-    program.set_lm(mine)
-    program.load(path)
-    assert program.qa.predict.lm.model == "openai/other-model"
-    assert program.qa.predict.lm.kwargs["api_key"] == mine.kwargs["api_key"]
+    program.set_lm(bon.LM("openai/test-model"))
+    with caplog.at_level(logging.WARNING):
+        program.load(path)
+    assert name not in program.qa.predict.lm.kwargs
+    assert f"Ignored {name}=" in caplog.text or f"Ignored {name!r}" in caplog.text
 
 
 # ------------------------------------------------------------------------- plugins that are not there
@@ -409,7 +528,8 @@ def test_a_reference_to_a_plugin_that_is_not_installed_names_it_and_the_fix(
 
     edit(path, plant)
     fresh = bon.BestOfN(bon.ChainOfThought("question -> answer"), N=1, reward_fn=lambda a, p: 0.0)
-    with pytest.raises(UnknownNameError) as info:
+    trusted = bon.context(allow_lm_from_file=True) if kind == "LM backend" else contextlib.nullcontext()
+    with trusted, pytest.raises(UnknownNameError) as info:
         fresh.load(path)
     message = str(info.value)
     assert str(path) in message and f'Unknown {kind} "missing_plugin:thing"' in message
@@ -567,6 +687,43 @@ def test_a_file_from_a_newer_version_names_both_versions_and_the_upgrade(tmp_pat
     assert f"format version {FORMAT_VERSION + 1} by bestofn-core 99.0.0" in message
     assert f"this bestofn-core ({bon.__version__}) supports (format version {FORMAT_VERSION})" in message
     assert "pip install --upgrade bestofn-core" in message
+
+
+def nested(depth: int) -> Any:
+    value: Any = "leaf"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def test_a_demo_nested_beyond_the_depth_limit_is_refused_at_load(tmp_path: Path) -> None:
+    path = saved_program(tmp_path)
+    data = orjson.loads(path.read_bytes())
+    data["qa.predict"]["demos"].append({"question": "q", "answer": nested(500)})
+    path.write_text(json.dumps(data), encoding="utf-8")  # orjson writes at most 255 levels; json more
+    with pytest.raises(SerializationError) as info:
+        Program().load(path)
+    message = str(info.value)
+    assert str(path) in message and f"{MAX_DEPTH} levels" in message and "qa.predict" in message
+
+
+def test_a_demo_nested_within_the_limit_loads_and_saves_again(tmp_path: Path) -> None:
+    path = saved_program(tmp_path)
+    deep = nested(MAX_DEPTH - 10)
+    edit(path, lambda data: data["qa.predict"]["demos"].append({"question": "q", "answer": deep}))
+    program = Program().load(path)
+    program.save(tmp_path / "again.json")
+    assert Program().load(tmp_path / "again.json").qa.predict.demos[-1].answer == deep
+
+
+@pytest.mark.parametrize("suffix", [".json", ".pkl"])
+def test_saving_a_demo_nested_beyond_the_limit_is_one_clear_error(tmp_path: Path, suffix: str) -> None:
+    program = Program()
+    program.qa.predict.demos = [bon.Example(question="q", answer=nested(500))]
+    with pytest.raises(SerializationError) as info:
+        program.save(tmp_path / f"p{suffix}")
+    assert f"{MAX_DEPTH} levels" in str(info.value) and "qa.predict" in str(info.value)
+    assert not (tmp_path / f"p{suffix}").exists()
 
 
 def test_a_failed_load_of_a_bad_file_can_be_retried_with_a_good_one(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from bestofn_core._version import __version__
 if TYPE_CHECKING:
     from bestofn_core.plugins import PluginInfo
 
-__all__ = ["add_plugins_command"]
+__all__ = ["add_plugins_command", "plugin_load_errors"]
 
 
 def add_plugins_command(commands: Any) -> None:
@@ -126,3 +126,20 @@ def _with_prefixes(name: str, prefixes: dict[str, list[str]]) -> str:
     if not claimed:
         return f"{name} (every model string, as the fallback)"
     return f"{name} ({', '.join(claimed)})"
+
+
+def plugin_load_errors() -> list[str]:
+    """One line per installed plugin that is not loaded because of an error, for commands that use plugins.
+
+    An import error, a name two distributions declare, a plugin that exits at import: the command may
+    have needed what it would have registered (a reward, a backend for the model), so it says so.
+    """
+    from bestofn_core.plugins import get_registry
+
+    lines = []
+    for info in get_registry().plugins:
+        if info.error and not info.blocked and not any(info.registered.values()):
+            cause = info.error.strip().splitlines()[-1]
+            origin = info.distribution or ("bestofn-core" if info.builtin else "registered in-process")
+            lines.append(f'plugin "{info.name}" ({origin}) is not loaded: {cause} (see `bestofn plugins`)')
+    return lines

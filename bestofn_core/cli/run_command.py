@@ -24,6 +24,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from bestofn_core.cli.plugins_command import plugin_load_errors
 from bestofn_core.cli.run_config import (
     DEFAULT_LM,
     LMChoice,
@@ -105,6 +106,9 @@ def add_run_command(commands: Any) -> None:
     )
     program.add_argument("--lm", help=f"model string (default: $BESTOFN_LM, the config file, {DEFAULT_LM})")
     program.add_argument("--api-base", help="the LM server's base URL (OpenAI-compatible servers)")
+    program.add_argument(
+        "--backend", metavar="PLUGIN:NAME", help="the LM backend to use, when several claim the model"
+    )
     program.add_argument("--max-tokens", type=int, help="most tokens per answer")
     program.add_argument("--no-cache", action="store_true", help="do not read or write the response cache")
     files = parser.add_argument_group("files")
@@ -160,6 +164,8 @@ def _execute(args: argparse.Namespace) -> int:
         None if args.input else parse_input_values(signature, parse_assignments(args.inputs, "input"))
     )
     examples = read_input_file(args.input, signature) if args.input else None
+    for problem in plugin_load_errors():  # the reward, policy or backend asked for may be among them
+        say(f"warning: {problem}")
     choice = resolve_lm(args.lm)
     lm = _build_lm(choice, args)
     adapter = _adapter(args.adapter, lm)
@@ -210,11 +216,13 @@ def _check_combination(args: argparse.Namespace) -> None:
 
 def _build_lm(choice: LMChoice, args: argparse.Namespace) -> Any:
     import bestofn_core as bon
-    from bestofn_core.errors import NoBackendError
+    from bestofn_core.errors import AmbiguousNameError, NoBackendError
 
     kwargs: dict[str, Any] = dict(choice.kwargs)
     if args.api_base:
         kwargs["api_base"] = args.api_base
+    if args.backend:
+        kwargs["backend"] = args.backend
     if args.max_tokens is not None:
         kwargs["max_tokens"] = args.max_tokens
     if args.no_cache:
@@ -223,6 +231,14 @@ def _build_lm(choice: LMChoice, args: argparse.Namespace) -> Any:
         kwargs["rollout_id"] = args.seed  # BestOfN numbers its rollouts from the LM's rollout_id
     try:
         return bon.LM(choice.model, **kwargs)
+    except AmbiguousNameError as exc:
+        if not exc.choices:
+            raise
+        raise UsageError(
+            f"several LM backends claim the model {choice.model!r}: {', '.join(exc.choices)}. Choose one "
+            f"with --backend (e.g. --backend {exc.choices[0]}), or keep the others out with "
+            "BESTOFN_BLOCK_PLUGINS (`bestofn plugins` shows which distribution installed each)."
+        ) from exc
     except NoBackendError as exc:
         if exc.distribution is None:
             raise

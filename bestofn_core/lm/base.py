@@ -20,14 +20,25 @@ from bestofn_core._runner import run_in_thread, run_sync
 from bestofn_core._validation import validate_arguments
 from bestofn_core.errors import LMServerError, LMTimeoutError, LMTransientError
 from bestofn_core.lm.cache import get_cache, request_key
-from bestofn_core.lm.credentials import split_kwargs, without_secrets
+from bestofn_core.lm.credentials import (
+    nested_copy,
+    route_key,
+    scrub_exception,
+    secret_values,
+    split_kwargs,
+    without_secrets,
+)
 from bestofn_core.lm.history import pretty_print_history, record
 from bestofn_core.lm.limiter import request_slot
+from bestofn_core.lm.log_masking import install_log_masking
 from bestofn_core.primitives.callbacks import with_callbacks
 from bestofn_core.protocols import LMRequest, LMResponse
 from bestofn_core.settings import settings
 
 logger = logging.getLogger(__name__)
+
+# before any request: the HTTP clients under the backends log URLs, which may hold a key
+install_log_masking()
 
 # attributes of an LM that copy(**kwargs) sets directly; every other key goes into .kwargs
 _ATTRIBUTES = (
@@ -172,11 +183,13 @@ class BaseLM:
         use_cache = bool(merged.pop("cache", self.cache))
         rollout_id = merged.pop("rollout_id", None)
         params, credentials = split_kwargs(merged)
+        # the backend gets its own copy: what it changes in place (litellm writes the key into
+        # model_list entries) never reaches the LM's settings, history or saved files
         request = LMRequest(
             model=self.model,
-            messages=messages,
-            params=params,
-            credentials=credentials,
+            messages=nested_copy(messages),
+            params=nested_copy(params),
+            credentials=nested_copy(credentials),
             timeout=self.timeout,
             rollout_id=rollout_id,
         )
@@ -190,7 +203,8 @@ class BaseLM:
                     "messages": messages,
                     "params": params,
                     "rollout_id": rollout_id,
-                    "api_base": credentials.get("api_base") or credentials.get("base_url"),
+                    "lm": self._cache_scope(),
+                    "route": route_key(credentials),  # the same prompt to another server is another entry
                 }
             )
             cached = get_cache().get(key)
@@ -203,8 +217,12 @@ class BaseLM:
                 get_cache().put(key, {"outputs": response.outputs, "model": response.model})
         if not cache_hit and settings.usage_tracker is not None:
             settings.usage_tracker.add(self.model, response.usage)
-        self._record(request, rollout_id, response, cache_hit, time.perf_counter() - started, prompt)
+        self._record(messages, params, rollout_id, response, cache_hit, time.perf_counter() - started, prompt)
         return response.outputs
+
+    def _cache_scope(self) -> str:
+        """What serves this LM's requests, in its cache keys: two kinds of LM never share an entry."""
+        return f"{type(self).__module__}.{type(self).__qualname__}"
 
     async def _complete_with_retries(self, request: LMRequest) -> LMResponse:
         n = int(request.params.get("n") or 1)
@@ -221,7 +239,7 @@ class BaseLM:
             try:
                 # a max_concurrency slot is held for the request only, not for the backoff sleep below
                 async with request_slot():
-                    response = await self._complete_within_deadline(request)
+                    response = await self._send(request)
                 if not response.outputs:
                     raise LMServerError(f"{self.model} returned no choices", model=self.model)
                 return response
@@ -234,6 +252,15 @@ class BaseLM:
                 )
                 attempt += 1
                 await asyncio.sleep(delay)
+
+    async def _send(self, request: LMRequest) -> LMResponse:
+        try:
+            return await self._complete_within_deadline(request)
+        except Exception as exc:
+            # a provider's error may echo the key back, and the HTTP client's exception holds the request
+            # with its headers: nothing reachable from what the kernel raises may hold a key
+            error = scrub_exception(exc, secret_values(request.credentials), model=self.model)
+        raise error  # outside the handler: a replacement must not get the original as its context
 
     async def _complete_within_deadline(self, request: LMRequest) -> LMResponse:
         if self.timeout is None:
@@ -258,7 +285,8 @@ class BaseLM:
 
     def _record(
         self,
-        request: LMRequest,
+        messages: list[dict[str, Any]],
+        params: dict[str, Any],
         rollout_id: Any,
         response: LMResponse,
         cache_hit: bool,
@@ -267,8 +295,11 @@ class BaseLM:
     ) -> None:
         entry = {
             "prompt": prompt,
-            "messages": request.messages,
-            "kwargs": {**request.params, **({"rollout_id": rollout_id} if rollout_id is not None else {})},
+            "messages": messages,
+            "kwargs": {
+                **without_secrets(params),
+                **({"rollout_id": rollout_id} if rollout_id is not None else {}),
+            },
             "outputs": response.outputs,
             "usage": dict(response.usage),
             "model": self.model,

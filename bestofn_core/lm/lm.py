@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -9,13 +10,13 @@ from typing import Any
 from bestofn_core._validation import validate_arguments
 from bestofn_core.errors import ConfigurationError
 from bestofn_core.lm.base import _ATTRIBUTES, BaseLM, LMArguments
-from bestofn_core.lm.credentials import is_connection_setting, is_secret, scrub_exception, secret_values
+from bestofn_core.lm.credentials import is_connection_setting, is_secret, without_secrets
 from bestofn_core.protocols import LMBackend, LMRequest, LMResponse
 from bestofn_core.settings import settings
 
 logger = logging.getLogger(__name__)
 
-_OPT_IN = "with bestofn_core.context(allow_api_base_from_file=True): program.load(path)"
+_OPT_IN = "with bestofn_core.context(allow_lm_from_file=True): program.load(path)"
 
 
 class LM(BaseLM):
@@ -31,6 +32,7 @@ class LM(BaseLM):
         super().__init__(model, **kwargs)
         self.backend_ref = backend
         self._backend: LMBackend | None = None
+        self._backend_name = ""
         # resolve now so an unclaimed model string fails at construction, not at the first call
         self._resolve_backend()
 
@@ -40,6 +42,7 @@ class LM(BaseLM):
 
             registration = get_registry().lm_backend_for(self.model, backend=self.backend_ref)
             self._backend = registration.obj
+            self._backend_name = registration.qualified_name
         return self._backend
 
     @property
@@ -58,13 +61,13 @@ class LM(BaseLM):
         return bool(getattr(self.backend, "supports_response_schema", False))
 
     async def acomplete(self, request: LMRequest) -> LMResponse:
-        """Send ``request`` through the backend."""
-        try:
-            return await self.backend.acomplete(request)
-        except Exception as exc:
-            # a provider's error may echo the key or headers back: keep them out of messages and logs
-            scrub_exception(exc, secret_values(request.credentials))
-            raise
+        """Send ``request`` through the backend (``BaseLM`` keeps secrets out of what it raises)."""
+        return await self.backend.acomplete(request)
+
+    def _cache_scope(self) -> str:
+        # the backend serving the requests (the same model string may go elsewhere through another)
+        self._resolve_backend()
+        return self._backend_name
 
     def copy(self, **kwargs: Any) -> LM:
         """See ``BaseLM.copy``; changing ``model`` or ``backend`` picks the backend again."""
@@ -94,13 +97,20 @@ class LM(BaseLM):
 def lm_from_state(saved: Any, current: Any = None) -> Any:
     """The LM a predictor gets from LM settings read from a saved file, which is not trusted.
 
-    With a ``current`` LM, the saved settings are applied to a copy of it, which keeps its credentials;
-    without one, a new ``LM`` is built from them (keys then come from the environment). A file never
-    sets a secret (``api_key``, headers, tokens: ignored with a warning), and it does not choose where
-    requests go: ``api_base``, ``base_url`` and other connection settings (see
-    ``credentials.is_connection_setting``), a different ``backend``, and a model of another provider
-    (another ``provider/`` prefix) are ignored with a warning naming the setting, unless
-    ``settings.allow_api_base_from_file`` is true. Bad values raise ``ConfigurationError`` naming the field.
+    A file never sets a secret (``api_key``, headers, tokens: ignored with a warning). Unless the user
+    trusts the file (``settings.allow_lm_from_file``, or its first name ``allow_api_base_from_file``),
+    it does not choose the LM either, so requests go where the user configured them:
+
+    - with a ``current`` LM, the saved sampling settings (``temperature``, ``max_tokens``, ...) are applied
+      to a copy of it, which keeps its credentials, host and backend; a saved model that differs, another
+      ``backend`` and every routing setting (``credentials.ROUTING_SETTINGS``: ``api_base``,
+      ``model_list``, ``custom_llm_provider``, ...) are ignored with a warning naming them;
+    - without one (the predictor uses the configured ``settings.lm``), nothing is built: ``None`` is
+      returned and a warning names the saved LM that was not applied (none when it matches the
+      configured LM).
+
+    With the opt-in, the saved settings are applied to ``current``, or a new ``LM`` is built from them.
+    Bad values raise ``ConfigurationError`` naming the field, applied or not.
     """
     if not isinstance(saved, Mapping):
         raise ConfigurationError(
@@ -110,21 +120,43 @@ def lm_from_state(saved: Any, current: Any = None) -> Any:
     for name in [name for name in state if is_secret(name)]:
         del state[name]  # never log the value
         logger.warning(
-            "Ignored %r in the saved LM settings: credentials are never loaded from a file; "
+            "Ignored %r in the saved LM settings%s: credentials are never loaded from a file; "
             "they come from your LM or the environment.",
             name,
+            _of_parameter(),
         )
-    if not settings.allow_api_base_from_file:
-        _drop_connection_settings(state, current)
-    if current is not None and hasattr(current, "copy"):
-        attributes = {name: state.get(name, getattr(current, name, None)) for name in _ATTRIBUTES}
-        sampling = {name: state.get(name, current.kwargs.get(name)) for name in ("temperature", "max_tokens")}
-        validate_arguments(LMArguments, "the saved LM settings", **attributes, **sampling)
-        return current.copy(**state)
-    model = state.pop("model", None)
+    has_lm = current is not None and hasattr(current, "copy")
+    model = state.get("model", getattr(current, "model", None) if has_lm else None)
     if not isinstance(model, str):
         raise ConfigurationError(f"The saved LM settings have no model string (model: {model!r}).")
-    return LM(model, **state)
+    checked = {name: state[name] for name in (*_ATTRIBUTES, "temperature", "max_tokens") if name in state}
+    validate_arguments(LMArguments, "the saved LM settings", **{**checked, "model": model})
+    if trusts_file_lm():
+        if has_lm:
+            return current.copy(**state)
+        del state["model"]
+        return LM(model, **state)
+    if not has_lm:
+        _warn_not_applied(state)
+        return None
+    _drop_connection_settings(state, current)
+    return current.copy(**state)
+
+
+def trusts_file_lm() -> bool:
+    """Whether the user lets loaded files choose the LM (``allow_lm_from_file``, or its first name)."""
+    return bool(settings.allow_lm_from_file or settings.allow_api_base_from_file)
+
+
+#: The predictor whose state is being loaded (set by ``Module.load_state``), named in warnings.
+loading_parameter: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "bestofn_loading_parameter", default=None
+)
+
+
+def _of_parameter() -> str:
+    name = loading_parameter.get()
+    return f" of {name}" if name else ""
 
 
 def _drop_connection_settings(state: dict[str, Any], current: Any) -> None:
@@ -133,33 +165,57 @@ def _drop_connection_settings(state: dict[str, Any], current: Any) -> None:
         value = state.pop(name)
         if value != kept.get(name):
             _warn_ignored(name, value, kept.get(name))
-    if current is None:
-        return
     model, current_model = state.get("model"), getattr(current, "model", None)
-    provider = _provider(model)
-    other_provider = provider is None or provider != _provider(current_model)
-    if isinstance(model, str) and model != current_model and other_provider:
+    if model is not None and model != current_model:
         del state["model"]
-        _warn_ignored("model", model, current_model, why="it is served by another provider")
+        _warn_ignored("model", model, current_model)
     if "backend" in state and state["backend"] != getattr(current, "backend_ref", None):
         _warn_ignored("backend", state.pop("backend"), getattr(current, "backend_ref", None))
 
 
-def _provider(model: Any) -> str | None:
-    # "openai/gpt-4o" -> "openai"; without a prefix the backend infers the provider: unknown
-    if not isinstance(model, str) or "/" not in model:
-        return None
-    return model.split("/", 1)[0]
-
-
-def _warn_ignored(name: str, value: Any, kept: Any, why: str = "") -> None:
-    keeps = f"the LM keeps {name}={kept!r}" if kept is not None else "the backend's default applies"
+def _warn_ignored(name: str, value: Any, kept: Any) -> None:
+    keeps = f"the LM keeps {name}={_shown(kept)}" if kept is not None else "the backend's default applies"
     logger.warning(
-        "Ignored %s=%r from the saved LM settings%s: a loaded file does not choose where requests go "
-        "(%s). If you trust the file, load it inside `%s`.",
+        "Ignored %s=%s from the saved LM settings%s: a loaded file does not choose the LM nor where its "
+        "requests go (%s). If you trust the file, load it inside `%s`.",
         name,
-        value,
-        f" ({why})" if why else "",
+        _shown(value),
+        _of_parameter(),
         keeps,
         _OPT_IN,
     )
+
+
+def _warn_not_applied(state: dict[str, Any]) -> None:
+    configured = settings.lm
+    if configured is not None and hasattr(configured, "dump_state"):
+        current = configured.dump_state()
+        uses = f"the configured LM (settings.lm, model={_shown(getattr(configured, 'model', None))})"
+    else:
+        current = {name: field.default for name, field in LMArguments.model_fields.items()}
+        uses = "the configured LM (settings.lm, not set yet)"
+    # what the saved LM would change: its model, and the settings that differ
+    differs = {name: value for name, value in state.items() if current.get(name) != value}
+    if not differs:
+        return  # the configured LM already is the saved one: nothing is lost
+    shown = {"model": state["model"], **differs}
+    listed = ", ".join(f"{name}={_shown(value)}" for name, value in sorted(shown.items(), key=_model_first))
+    logger.warning(
+        "Not applied: the saved LM%s (%s). The predictor has no LM of its own, so its requests go to %s, "
+        "as before loading: a loaded file does not choose the LM. To use the saved sampling settings with "
+        "your LM, set it first (program.set_lm(lm)) and load again; if you trust the file to choose the "
+        "LM, load it inside `%s`.",
+        _of_parameter(),
+        listed,
+        uses,
+        _OPT_IN,
+    )
+
+
+def _model_first(item: tuple[str, Any]) -> tuple[bool, str]:
+    return item[0] != "model", item[0]
+
+
+def _shown(value: Any) -> str:
+    # a URL in a setting may carry a key (http://user:KEY@host): warnings show it masked
+    return repr(without_secrets({"value": value})["value"])

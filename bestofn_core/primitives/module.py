@@ -293,8 +293,14 @@ class Module(Batching):
                 f"The saved state has no entry for {', '.join(missing)}; it was saved from a program "
                 f"with parameters {', '.join(k for k in state if k != 'metadata') or '(none)'}."
             )
+        from bestofn_core.lm.lm import loading_parameter
+
         for name, param in self.named_parameters():
-            param.load_state(state[name])
+            token = loading_parameter.set(name)  # warnings about its saved LM name it
+            try:
+                param.load_state(state[name])
+            finally:
+                loading_parameter.reset(token)
         return self
 
     def save(

@@ -110,7 +110,8 @@ def test_program_round_trip_restores_demos_signatures_and_lm_settings(tmp_path: 
     program = _program()
     program.save(path)
     fresh = Program()
-    fresh.load(path)  # no allow_pickle: msgpack never runs code
+    with bon.context(allow_lm_from_file=True):  # our own file: it may choose the LM too
+        fresh.load(path)  # no allow_pickle: msgpack never runs code
     assert [demo.toDict() for demo in fresh.qa.predict.demos] == [
         demo.toDict() for demo in program.qa.predict.demos
     ]
