@@ -15,11 +15,12 @@ from bestofn_core._validation import validate_arguments
 from bestofn_core.errors import ConfigurationError, SignatureError
 from bestofn_core.lm.credentials import without_secrets
 from bestofn_core.lm.lm import lm_from_state
+from bestofn_core.predict.input_types import warn_on_type_mismatches
 from bestofn_core.primitives.example import Example
 from bestofn_core.primitives.module import Module, Parameter
 from bestofn_core.primitives.prediction import Prediction
 from bestofn_core.primitives.trace import extend_trace
-from bestofn_core.settings import settings
+from bestofn_core.settings import check_lm, settings
 from bestofn_core.signatures import Signature, ensure_signature
 
 # keyword arguments of a call that configure it rather than fill input fields
@@ -114,8 +115,25 @@ class Predict(Module, Parameter):
                 "No LM is configured. Call bestofn_core.configure(lm=bestofn_core.LM('openai/gpt-4o-mini')), "
                 "set predictor.lm, or pass lm=... to the call."
             )
+        check_lm(lm, f"The LM of {type(self).__name__}({self.signature.signature!r})")
+        if _is_predicted_output(kwargs.get("prediction")):
+            # OpenAI's predicted outputs go to the LM call, as DSPy sends them, not into the prompt
+            config["prediction"] = kwargs.pop("prediction")
         inputs = _check_inputs(signature, kwargs)
+        warn_on_type_mismatches(signature, inputs)
         return lm, config, signature, demos, inputs
+
+    # ------------------------------------------------------------------ config
+
+    def update_config(self, **kwargs: Any) -> None:
+        """Merge ``kwargs`` into the LM parameters of every call (checked like the constructor's)."""
+        config = {**self.config, **kwargs}
+        validate_arguments(PredictConfig, f"{type(self).__name__}.update_config(...)", **config)
+        self.config = config
+
+    def get_config(self) -> dict[str, Any]:
+        """The LM parameters of every call (``Predict(signature, **config)`` plus ``update_config``)."""
+        return self.config
 
     # ------------------------------------------------------------------ state
 
@@ -189,6 +207,11 @@ def _check_inputs(signature: type[Signature], given: dict[str, Any]) -> dict[str
             f"Missing input field(s) {', '.join(missing)} for signature `{signature.signature}`."
         )
     return dict(given)
+
+
+def _is_predicted_output(value: Any) -> bool:
+    # the shape of OpenAI's predicted outputs: {"type": "content", "content": ...}
+    return isinstance(value, Mapping) and value.get("type") == "content" and "content" in value
 
 
 def _accepts_none(info: Any) -> bool:

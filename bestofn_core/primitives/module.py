@@ -8,9 +8,13 @@ blocks an event loop.
 
 from __future__ import annotations
 
+import contextvars
 import copy
+import functools
+import inspect
 import logging
 import re
+import types
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -34,6 +38,10 @@ logger = logging.getLogger(__name__)
 _NOT_STRUCTURE = frozenset({"callbacks", "history", "_compiled"})
 # how copies treat bookkeeping: a fresh history, the same callback objects
 _NOT_DEEP_COPIED: dict[str, Callable[[Any], Any]] = {"history": lambda _: [], "callbacks": list}
+# the module whose __call__/acall is running now: its own forward() is being called the right way
+_CALLED_MODULE: contextvars.ContextVar[object | None] = contextvars.ContextVar(
+    "bestofn_called_module", default=None
+)
 
 
 class Parameter:
@@ -67,6 +75,12 @@ class Module(Batching):
         self.callbacks = list(callbacks or [])
         self.history = []
         self._compiled = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        forward = cls.__dict__.get("forward")
+        if inspect.isfunction(forward):
+            cls.forward = _DirectCallWarning(forward)  # type: ignore[method-assign,assignment]
 
     def __getattr__(self, name: str) -> Any:
         # subclasses that forget super().__init__() still get the bookkeeping attributes
@@ -105,7 +119,11 @@ class Module(Batching):
     async def aforward(self, *args: Any, **kwargs: Any) -> Any:
         """The program's logic (async). By default runs ``forward`` in a worker thread."""
         if type(self).forward is not Module.forward:
-            return await run_in_thread(self.forward, *args, **kwargs)
+            token = _CALLED_MODULE.set(self)  # the worker thread runs in a copy of this context
+            try:
+                return await run_in_thread(self.forward, *args, **kwargs)
+            finally:
+                _CALLED_MODULE.reset(token)
         raise NotImplementedError(f"{type(self).__name__} must define forward() or aforward().")
 
     @contextmanager
@@ -115,8 +133,12 @@ class Module(Batching):
         if settings.track_usage and settings.usage_tracker is None:
             tracker = UsageTracker()
             overrides["usage_tracker"] = tracker
-        with settings.context(**overrides):
-            yield tracker
+        token = _CALLED_MODULE.set(self)
+        try:
+            with settings.context(**overrides):
+                yield tracker
+        finally:
+            _CALLED_MODULE.reset(token)
 
     # ------------------------------------------------------------------ structure
 
@@ -170,6 +192,8 @@ class Module(Batching):
     ) -> Iterator[tuple[str, Module]]:
         """Breadth-first ``(name, module)`` for this module and every module inside it.
 
+        Names are DSPy's: ``self.sub``, ``self.items[0]``, ``self.table[key]`` (dict keys unquoted).
+
         Args:
             type_: only yield instances of this type (default: every ``Module``).
             skip_compiled: do not look inside compiled sub-modules.
@@ -198,7 +222,9 @@ class Module(Batching):
                     enqueue(f"{name}[{index}]", value)
             elif isinstance(item, dict):
                 for key, value in item.items():
-                    enqueue(f"{name}[{key!r}]", value)
+                    enqueue(
+                        f"{name}[{key}]", value
+                    )  # DSPy's form: x[key], unquoted (named_parameters quotes)
 
     def map_named_predictors(self, func: Callable[[Predict], Predict]) -> Module:
         """Replace every predictor ``p`` by ``func(p)``, in place; returns ``self``."""
@@ -337,6 +363,29 @@ class Module(Batching):
     def __repr__(self) -> str:
         parts = [f"{name} = {param!r}" for name, param in self.named_predictors()]
         return f"{type(self).__name__}(" + ("\n    " + "\n    ".join(parts) + "\n" if parts else "") + ")"
+
+
+class _DirectCallWarning:
+    """A subclass's ``forward``, warning as DSPy does when it is called other than by ``__call__``/``acall``.
+
+    Calling ``forward`` directly skips callbacks, usage tracking and history, which is rarely meant. A
+    class rather than a closure, so that programs whose classes are pickled by value still pickle.
+    """
+
+    def __init__(self, forward: Callable[..., Any]) -> None:
+        self.forward = forward
+        functools.update_wrapper(self, forward)
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        return self if instance is None else types.MethodType(self, instance)
+
+    def __call__(self, module: Module, *args: Any, **kwargs: Any) -> Any:
+        if _CALLED_MODULE.get() is not module:
+            logger.warning(
+                "Calling module.forward(...) on %s directly is discouraged. Please use module(...) instead.",
+                type(module).__name__,
+            )
+        return self.forward(module, *args, **kwargs)
 
 
 def _with_usage(result: Any, tracker: UsageTracker | None) -> Any:
