@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bestofn_core.errors import BestOfNCoreError, SerializationError
+from bestofn_core.primitives.module import load_into
 
 if TYPE_CHECKING:
     from bestofn_core.primitives.module import Module
@@ -179,18 +180,21 @@ def load_state_file(path: str | Path, *, allow_pickle: bool = False) -> dict[str
     return state
 
 
-def load_module(module: Module, path: str | Path, *, allow_pickle: bool = False) -> Module:
+def load_module(
+    module: Module, path: str | Path, *, allow_pickle: bool = False, allow_unsafe_lm_state: bool = False
+) -> Module:
     """Load the state file ``path`` into ``module`` (what ``Module.load`` does); returns ``module``.
 
     The file is not trusted: its shape is checked against what ``module`` itself saves (no state for
     parameters the program does not have, no list where the program saves a mapping, ...), and every
-    error names the file. LM settings in it cannot choose where requests go (see ``lm_from_state``).
+    error names the file. LM settings in it cannot choose where requests go (see ``lm_from_state``),
+    unless ``allow_unsafe_lm_state`` says the file is trusted (see ``Module.load``).
     """
     path = Path(path)
     state = load_state_file(path, allow_pickle=allow_pickle)
     _check_shape(state, module, path)
     try:
-        module.load_state(state)
+        load_into(module, state, trusted=allow_unsafe_lm_state)
     except BestOfNCoreError as exc:
         # keep the class (callers catch UnknownNameError, ConfigurationError, ...); add the file's name
         if exc.args and isinstance(exc.args[0], str) and str(path) not in exc.args[0]:

@@ -344,11 +344,11 @@ class BestOfN(Module):
         }
         return state
 
-    def load_state(self, state: dict[str, Any]) -> BestOfN:
+    def load_state(self, state: dict[str, Any], *, allow_unsafe_lm_state: bool = False) -> BestOfN:
         """Restore parameters and configuration; a saved ``"plugin:name"`` reward or policy is resolved."""
         state = dict(state)
         config = state.pop("best_of_n", None)
-        super().load_state(state)
+        super().load_state(state, allow_unsafe_lm_state=allow_unsafe_lm_state)
         if config is None:
             return self
         if not isinstance(config, dict):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import Mapping
 from typing import Any
 
 from bestofn_core._validation import validate_arguments
 from bestofn_core.errors import ConfigurationError
-from bestofn_core.lm.base import _ATTRIBUTES, BaseLM, LMArguments
+from bestofn_core.lm.base import _ATTRIBUTES, BUILTIN_LM_CLASSES, LM_CLASS_KEY, BaseLM, LMArguments
 from bestofn_core.lm.credentials import is_connection_setting, is_secret, scrub_exception, secret_values
 from bestofn_core.protocols import LMBackend, LMRequest, LMResponse
 from bestofn_core.settings import settings
@@ -16,6 +17,8 @@ from bestofn_core.settings import settings
 logger = logging.getLogger(__name__)
 
 _OPT_IN = "with bestofn_core.context(allow_api_base_from_file=True): program.load(path)"
+# the key DSPy 3.x writes for an LM's class
+_DSPY_LM_CLASS_KEY = "_dspy_lm_class"
 
 
 class LM(BaseLM):
@@ -39,6 +42,14 @@ class LM(BaseLM):
             from bestofn_core.plugins import get_registry
 
             registration = get_registry().lm_backend_for(self.model, backend=self.backend_ref)
+            if self.model_type == "text" and not getattr(
+                registration.obj, "supports_text_completions", False
+            ):
+                raise ConfigurationError(
+                    f"{self.model}: model_type='text' needs a backend that sends text completions, and "
+                    f"{registration.qualified_name} sends chat completions only. Use model_type='chat', or "
+                    "choose a backend that declares supports_text_completions (backend='litellm:litellm')."
+                )
             self._backend = registration.obj
         return self._backend
 
@@ -58,7 +69,9 @@ class LM(BaseLM):
         return bool(getattr(self.backend, "supports_response_schema", False))
 
     async def acomplete(self, request: LMRequest) -> LMResponse:
-        """Send ``request`` through the backend."""
+        """Send ``request`` through the backend (or a subclass's own ``forward``, written the DSPy way)."""
+        if type(self).forward is not BaseLM.forward or type(self).aforward is not BaseLM.aforward:
+            return await super().acomplete(request)
         try:
             return await self.backend.acomplete(request)
         except Exception as exc:
@@ -71,7 +84,7 @@ class LM(BaseLM):
         backend = kwargs.pop("backend", self.backend_ref)
         new = super().copy(**kwargs)
         assert isinstance(new, LM)
-        if new.model != self.model or backend != self.backend_ref:
+        if new.model != self.model or backend != self.backend_ref or new.model_type != self.model_type:
             new.backend_ref = backend
             new._backend = None
             new._resolve_backend()
@@ -91,7 +104,7 @@ class LM(BaseLM):
         return state
 
 
-def lm_from_state(saved: Any, current: Any = None) -> Any:
+def lm_from_state(saved: Any, current: Any = None, *, trusted: bool = False) -> Any:
     """The LM a predictor gets from LM settings read from a saved file, which is not trusted.
 
     With a ``current`` LM, the saved settings are applied to a copy of it, which keeps its credentials;
@@ -101,12 +114,27 @@ def lm_from_state(saved: Any, current: Any = None) -> Any:
     ``credentials.is_connection_setting``), a different ``backend``, and a model of another provider
     (another ``provider/`` prefix) are ignored with a warning naming the setting, unless
     ``settings.allow_api_base_from_file`` is true. Bad values raise ``ConfigurationError`` naming the field.
+
+    Settings saved from a ``BaseLM`` subclass name its class (``"lm_class"``, or DSPy's
+    ``"_dspy_lm_class"``). Without a ``current`` LM, such a class is imported and built from the file only
+    when ``trusted`` (``load(..., allow_unsafe_lm_state=True)``: importing a class the file names runs its
+    code), and is refused otherwise. ``trusted`` also keeps the connection settings, as DSPy's opt-in does.
     """
     if not isinstance(saved, Mapping):
         raise ConfigurationError(
             f"The saved LM settings ('lm') must be a mapping of settings, got {type(saved).__name__}."
         )
     state = dict(saved)
+    saved_class = state.pop(LM_CLASS_KEY, None) or state.pop(_DSPY_LM_CLASS_KEY, None)
+    state.pop(_DSPY_LM_CLASS_KEY, None)
+    custom_class = None if saved_class is None or saved_class in BUILTIN_LM_CLASSES else str(saved_class)
+    if custom_class is not None and current is None and not trusted:
+        raise ConfigurationError(
+            f"The saved LM is of the custom class `{custom_class}`, and importing a class a file names runs "
+            "its code: refused. If you trust the file, load it with allow_unsafe_lm_state=True "
+            "(program.load(path, allow_unsafe_lm_state=True)); or set the predictor's LM before loading, "
+            "and the file only tunes its settings."
+        )
     for name in [name for name in state if is_secret(name)]:
         del state[name]  # never log the value
         logger.warning(
@@ -114,17 +142,57 @@ def lm_from_state(saved: Any, current: Any = None) -> Any:
             "they come from your LM or the environment.",
             name,
         )
-    if not settings.allow_api_base_from_file:
+    if not (trusted or settings.allow_api_base_from_file):
         _drop_connection_settings(state, current)
     if current is not None and hasattr(current, "copy"):
         attributes = {name: state.get(name, getattr(current, name, None)) for name in _ATTRIBUTES}
         sampling = {name: state.get(name, current.kwargs.get(name)) for name in ("temperature", "max_tokens")}
         validate_arguments(LMArguments, "the saved LM settings", **attributes, **sampling)
         return current.copy(**state)
+    if custom_class is not None:
+        return _custom_lm(custom_class, state)
     model = state.pop("model", None)
     if not isinstance(model, str):
         raise ConfigurationError(f"The saved LM settings have no model string (model: {model!r}).")
     return LM(model, **state)
+
+
+def _custom_lm(path: str, state: dict[str, Any]) -> BaseLM:
+    """An LM of the class at ``path`` (``module.QualName``), built by its ``load_state`` from ``state``."""
+    found = _import_class(path)
+    if not (isinstance(found, type) and issubclass(found, BaseLM)):
+        raise ConfigurationError(
+            f"The saved LM class `{path}` is not a BaseLM subclass ({found!r:.80}): it cannot be an LM."
+        )
+    try:
+        return found.load_state(state)
+    except TypeError as exc:
+        raise ConfigurationError(
+            f"Cannot rebuild the saved LM of class `{path}` from its settings ({', '.join(state)}): {exc}. "
+            "A class with more state than BaseLM's constructor arguments overrides dump_state() and the "
+            "load_state() classmethod."
+        ) from exc
+
+
+def _import_class(path: str) -> Any:
+    # the module is the longest importable prefix: "pkg.mod.Outer.Inner" imports pkg.mod, then getattr
+    parts = path.split(".")
+    for split in range(len(parts) - 1, 0, -1):
+        module_name = ".".join(parts[:split])
+        try:
+            found: Any = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        try:
+            for attribute in parts[split:]:
+                found = getattr(found, attribute)
+        except AttributeError:
+            break
+        return found
+    raise ConfigurationError(
+        f"The saved LM class `{path}` cannot be imported here: install or import the package that defines "
+        "it, or set the predictor's LM before loading."
+    )
 
 
 def _drop_connection_settings(state: dict[str, Any], current: Any) -> None:

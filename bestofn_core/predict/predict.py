@@ -153,14 +153,15 @@ class Predict(Module, Parameter):
             "lm": self.lm.dump_state() if self.lm is not None and hasattr(self.lm, "dump_state") else None,
         }
 
-    def load_state(self, state: dict[str, Any]) -> Predict:
+    def load_state(self, state: dict[str, Any], *, allow_unsafe_lm_state: bool = False) -> Predict:
         """Restore what ``dump_state`` wrote.
 
         A saved LM's settings are applied to this predictor's current LM when it has one (keeping its
         credentials); otherwise a new ``LM`` is built from them. A saved ``api_base`` (or another setting
         that chooses where requests go) is ignored with a warning unless
         ``settings.allow_api_base_from_file`` is true, so a file cannot redirect requests to another host
-        (see ``bestofn_core.lm.lm.lm_from_state``).
+        (see ``bestofn_core.lm.lm.lm_from_state``). A custom ``BaseLM`` class named in the state is
+        refused unless ``allow_unsafe_lm_state`` (trusted state: see ``Module.load``).
         """
         if not isinstance(state, Mapping):
             raise ConfigurationError(f"Predictor state must be a dict, got {type(state).__name__}.")
@@ -169,7 +170,7 @@ class Predict(Module, Parameter):
             self.signature = self.signature.load_state(state["signature"])
         saved_lm = state.get("lm")
         if saved_lm:
-            self.lm = lm_from_state(saved_lm, self.lm)
+            self.lm = lm_from_state(saved_lm, self.lm, trusted=allow_unsafe_lm_state)
         return self
 
     def __getstate__(self) -> dict[str, Any]:

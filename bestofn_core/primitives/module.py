@@ -54,8 +54,8 @@ class Parameter:
         """This parameter's state as a dict (JSON-able when ``json_mode``)."""
         return {}
 
-    def load_state(self, state: dict[str, Any]) -> Parameter:
-        """Restore state written by ``dump_state``."""
+    def load_state(self, state: dict[str, Any], *, allow_unsafe_lm_state: bool = False) -> Parameter:
+        """Restore state written by ``dump_state`` (``allow_unsafe_lm_state``: see ``Module.load``)."""
         return self
 
 
@@ -311,8 +311,11 @@ class Module(Batching):
         """Every parameter's state, keyed by its name (JSON-able when ``json_mode``)."""
         return {name: param.dump_state(json_mode=json_mode) for name, param in self.named_parameters()}
 
-    def load_state(self, state: dict[str, Any]) -> Module:
-        """Restore parameters from ``dump_state`` output; returns ``self``."""
+    def load_state(self, state: dict[str, Any], *, allow_unsafe_lm_state: bool = False) -> Module:
+        """Restore parameters from ``dump_state`` output; returns ``self``.
+
+        ``allow_unsafe_lm_state``: the state is trusted (see ``load``).
+        """
         missing = [name for name, _ in self.named_parameters() if name not in state]
         if missing:
             raise ConfigurationError(
@@ -320,7 +323,7 @@ class Module(Batching):
                 f"with parameters {', '.join(k for k in state if k != 'metadata') or '(none)'}."
             )
         for name, param in self.named_parameters():
-            param.load_state(state[name])
+            load_into(param, state[name], trusted=allow_unsafe_lm_state)
         return self
 
     def save(
@@ -343,14 +346,20 @@ class Module(Batching):
 
         save_module(self, path, save_program=save_program, modules_to_serialize=modules_to_serialize)
 
-    def load(self, path: str | Path, allow_pickle: bool = False) -> Module:
+    def load(
+        self, path: str | Path, allow_pickle: bool = False, allow_unsafe_lm_state: bool = False
+    ) -> Module:
         """Load state saved by ``save`` into this program; returns ``self``.
 
         ``allow_pickle=True`` is required for formats that can run code when loaded (``.pkl``).
+        ``allow_unsafe_lm_state=True`` trusts the file's LM settings, as DSPy's option of that name does: a
+        predictor without an LM gets the custom ``BaseLM`` class the file names (imported, so it runs that
+        module's code), and the file may choose where requests go (``api_base`` and the like). Only for
+        files you trust.
         """
         from bestofn_core.serialization import load_module
 
-        return load_module(self, path, allow_pickle=allow_pickle)
+        return load_module(self, path, allow_pickle=allow_pickle, allow_unsafe_lm_state=allow_unsafe_lm_state)
 
     # ------------------------------------------------------------------ history
 
@@ -386,6 +395,17 @@ class _DirectCallWarning:
                 type(module).__name__,
             )
         return self.forward(module, *args, **kwargs)
+
+
+def load_into(target: Any, state: Any, *, trusted: bool) -> Any:
+    """``target.load_state(state)``, passing ``allow_unsafe_lm_state=True`` only when ``trusted``.
+
+    So that a parameter or module class of a user's own, whose ``load_state`` predates the option, keeps
+    loading untrusted state.
+    """
+    if trusted:
+        return target.load_state(state, allow_unsafe_lm_state=True)
+    return target.load_state(state)
 
 
 def _with_usage(result: Any, tracker: UsageTracker | None) -> Any:
