@@ -130,8 +130,8 @@ def lm_from_state(saved: Any, current: Any = None, *, trusted: bool = False) -> 
     custom_class = None if saved_class is None or saved_class in BUILTIN_LM_CLASSES else str(saved_class)
     if custom_class is not None and current is None and not trusted:
         raise ConfigurationError(
-            f"The saved LM is of the custom class `{custom_class}`, and importing a class a file names runs "
-            "its code: refused. If you trust the file, load it with allow_unsafe_lm_state=True "
+            f"Refusing to import custom serialized LM class `{custom_class}`: importing a class a file names "
+            "runs its code. If you trust the file, load it with allow_unsafe_lm_state=True "
             "(program.load(path, allow_unsafe_lm_state=True)); or set the predictor's LM before loading, "
             "and the file only tunes its settings."
         )
