@@ -47,6 +47,17 @@ def test_a_predictor_given_a_model_string_fails_before_any_request(lm: bon.LM, s
     assert server.requests == []
 
 
+def test_best_of_n_and_set_lm_refuse_a_model_string_too(lm: bon.LM, server: Any) -> None:
+    qa = bon.Predict("question -> answer")
+    with pytest.raises(ConfigurationError, match=r"set_lm\(lm\) must be a language model.*not a string"):
+        qa.set_lm("openai/gpt-4o-mini")
+    qa.lm = "openai/gpt-4o-mini"
+    best = bon.BestOfN(qa, N=2, reward_fn=lambda args, pred: 1.0, threshold=1.0)
+    with pytest.raises(ConfigurationError, match="BestOfN's module must be a language model"):
+        best(question="q")
+    assert server.requests == []
+
+
 def test_configure_still_accepts_lms_and_none(lm: bon.LM) -> None:
     bon.configure(lm=None)
     assert bon.settings.lm is None

@@ -24,7 +24,7 @@ from bestofn_core.primitives.module import Module
 from bestofn_core.primitives.prediction import Prediction
 from bestofn_core.primitives.trace import extend_trace
 from bestofn_core.primitives.usage import UsageTracker
-from bestofn_core.settings import settings
+from bestofn_core.settings import check_lm, settings
 
 logger = logging.getLogger(__name__)
 
@@ -167,6 +167,7 @@ class BestOfN(Module):
                 "BestOfN found no LM: set one on the module (module.set_lm(lm)) or configure one with "
                 "bestofn_core.configure(lm=bestofn_core.LM(...))."
             )
+        check_lm(lm, "The LM of BestOfN's module")
         return lm
 
     async def _run_per_rollout(self, lm: Any, start: int, inputs: dict[str, Any], outcome: Outcome) -> None:

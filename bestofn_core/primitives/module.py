@@ -27,7 +27,7 @@ from bestofn_core.primitives.batching import Batching
 from bestofn_core.primitives.callbacks import with_callbacks
 from bestofn_core.primitives.prediction import Prediction
 from bestofn_core.primitives.usage import UsageTracker
-from bestofn_core.settings import settings
+from bestofn_core.settings import check_lm, settings
 
 if TYPE_CHECKING:
     from bestofn_core.predict.predict import Predict
@@ -233,7 +233,8 @@ class Module(Batching):
         return self
 
     def set_lm(self, lm: Any) -> None:
-        """Make every predictor use ``lm``."""
+        """Make every predictor use ``lm`` (a language model, or ``None`` for ``settings.lm``)."""
+        check_lm(lm, f"{type(self).__name__}.set_lm(lm)")
         for _, predictor in self.named_predictors():
             predictor.lm = lm
 
