@@ -277,6 +277,13 @@ def test_the_builtin_lm_needs_no_opt_in_and_dspy_markers_are_understood() -> Non
         bon.Predict("question -> answer").load_state(custom)
 
 
+def test_a_kwarg_never_names_the_saved_class() -> None:
+    qa = bon.Predict("question -> answer")
+    qa.lm = bon.LM("openai/gpt-4o-mini", **{"_dspy_lm_class": "evil.LM", "lm_class": "evil.LM"})
+    assert "lm_class" not in qa.dump_state()["lm"] and "_dspy_lm_class" not in qa.dump_state()["lm"]
+    assert type(bon.Predict("question -> answer").load_state(qa.dump_state()).lm) is bon.LM
+
+
 def test_a_predictor_with_an_lm_keeps_it_when_loading(server: Any) -> None:
     state = {"lm": {"lm_class": "my_package.MyLM", "model": "openai/custom", "temperature": 0.9}}
     qa = bon.Predict("question -> answer")

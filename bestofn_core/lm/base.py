@@ -379,7 +379,8 @@ class BaseLM:
         """
         state = {name: getattr(self, name) for name in _ATTRIBUTES}
         state.update(without_secrets(self.kwargs))
-        state.pop(LM_CLASS_KEY, None)  # a kwarg never names the class: the LM's own type does
+        for marker in (LM_CLASS_KEY, DSPY_LM_CLASS_KEY):
+            state.pop(marker, None)  # a kwarg never names the class: the LM's own type does
         path = class_path(type(self))
         if path not in BUILTIN_LM_CLASSES:
             state[LM_CLASS_KEY] = path
@@ -401,6 +402,8 @@ class BaseLM:
 
 #: The key of an LM's saved settings naming its class (``"lm_class"``; DSPy writes ``"_dspy_lm_class"``).
 LM_CLASS_KEY = "lm_class"
+#: The key DSPy 3.x writes for an LM's class; read on load, never written.
+DSPY_LM_CLASS_KEY = "_dspy_lm_class"
 #: Class paths that mean the built-in ``LM``: they load without the trusted-file opt-in.
 BUILTIN_LM_CLASSES = frozenset({"bestofn_core.lm.lm.LM", "dspy.clients.lm.LM"})
 

@@ -9,7 +9,14 @@ from typing import Any
 
 from bestofn_core._validation import validate_arguments
 from bestofn_core.errors import ConfigurationError
-from bestofn_core.lm.base import _ATTRIBUTES, BUILTIN_LM_CLASSES, LM_CLASS_KEY, BaseLM, LMArguments
+from bestofn_core.lm.base import (
+    _ATTRIBUTES,
+    BUILTIN_LM_CLASSES,
+    DSPY_LM_CLASS_KEY,
+    LM_CLASS_KEY,
+    BaseLM,
+    LMArguments,
+)
 from bestofn_core.lm.credentials import is_connection_setting, is_secret, scrub_exception, secret_values
 from bestofn_core.protocols import LMBackend, LMRequest, LMResponse
 from bestofn_core.settings import settings
@@ -17,8 +24,6 @@ from bestofn_core.settings import settings
 logger = logging.getLogger(__name__)
 
 _OPT_IN = "with bestofn_core.context(allow_api_base_from_file=True): program.load(path)"
-# the key DSPy 3.x writes for an LM's class
-_DSPY_LM_CLASS_KEY = "_dspy_lm_class"
 
 
 class LM(BaseLM):
@@ -125,8 +130,8 @@ def lm_from_state(saved: Any, current: Any = None, *, trusted: bool = False) -> 
             f"The saved LM settings ('lm') must be a mapping of settings, got {type(saved).__name__}."
         )
     state = dict(saved)
-    saved_class = state.pop(LM_CLASS_KEY, None) or state.pop(_DSPY_LM_CLASS_KEY, None)
-    state.pop(_DSPY_LM_CLASS_KEY, None)
+    saved_class = state.pop(LM_CLASS_KEY, None) or state.pop(DSPY_LM_CLASS_KEY, None)
+    state.pop(DSPY_LM_CLASS_KEY, None)
     custom_class = None if saved_class is None or saved_class in BUILTIN_LM_CLASSES else str(saved_class)
     if custom_class is not None and current is None and not trusted:
         raise ConfigurationError(
