@@ -24,8 +24,8 @@ from bestofn_core.primitives.module import Module
 from bestofn_core.primitives.prediction import Completions, Prediction
 from bestofn_core.primitives.usage import track_usage
 from bestofn_core.serialization import load
-from bestofn_core.settings import configure, context, settings
-from bestofn_core.signatures import InputField, OutputField, Signature
+from bestofn_core.settings import configure, context, load_settings, settings
+from bestofn_core.signatures import InputField, OutputField, Signature, infer_prefix
 
 __all__ = [
     "LM",
@@ -52,8 +52,10 @@ __all__ = [
     "context",
     "errors",
     "hookimpl",
+    "infer_prefix",
     "inspect_history",
     "load",
+    "load_settings",
     "reward",
     "settings",
     "track_usage",

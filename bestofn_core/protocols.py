@@ -31,6 +31,9 @@ class LMRequest:
         timeout: seconds before the request counts as failed (``None``: the backend's default).
         rollout_id: the caller's rollout id. Remote backends must not send it (it keys the cache only);
             local backends may use it as the sampling seed, so each rollout is reproducible.
+        model_type: ``"chat"`` (chat completions), or ``"text"`` when the user asked for a text-completion
+            model (``LM(..., model_type="text")``). A backend that cannot send text completions raises
+            ``LMRequestError`` for ``"text"`` rather than sending a chat request instead.
     """
 
     model: str
@@ -39,6 +42,7 @@ class LMRequest:
     credentials: dict[str, Any] = field(default_factory=dict)
     timeout: float | None = None
     rollout_id: int | None = None
+    model_type: str = "chat"
 
 
 @dataclass
@@ -82,6 +86,8 @@ class LMBackend(Protocol):
     # Optional, not part of the runtime check: ``supports_response_schema: bool``, whether the backend
     # honours ``response_format={"type": "json_schema", ...}`` (e.g. by grammar-constrained decoding).
     # When it is true, ``JSONAdapter`` sends the output fields' JSON schema instead of plain JSON mode.
+    # Optional too: ``supports_text_completions: bool``, whether it sends ``model_type="text"`` requests
+    # (``LMRequest.model_type``) as text completions; ``LM(..., model_type="text")`` refuses other backends.
 
     async def acomplete(self, request: LMRequest) -> LMResponse:
         """Send ``request`` and return the choices, usage and model name."""

@@ -8,11 +8,15 @@ versions of the libraries that wrote it). Whole programs (``save_program=True``)
 from __future__ import annotations
 
 import logging
+import os
 import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bestofn_core.errors import BestOfNCoreError, SerializationError
+from bestofn_core.primitives.module import load_into
 
 if TYPE_CHECKING:
     from bestofn_core.primitives.module import Module
@@ -163,8 +167,6 @@ def _deepest_parameter(module: Module) -> str:
 
 
 def _save_program(module: Module, directory: Path, modules_to_serialize: list[Any]) -> None:
-    import cloudpickle
-
     if _names_a_state_file(directory):  # "p.json": the user meant a state file; "runs/v1.2" is a directory
         raise SerializationError(
             f"save_program=True writes a directory, but {directory} has the suffix of a state file "
@@ -177,17 +179,13 @@ def _save_program(module: Module, directory: Path, modules_to_serialize: list[An
     # turns whole-program pickles off too
     pickler = _serializer(directory / PROGRAM_FILE)
     directory.mkdir(parents=True, exist_ok=True)
-    for extra in modules_to_serialize:
-        cloudpickle.register_pickle_by_value(extra)
     try:
-        pickler.dump(module, directory / PROGRAM_FILE)
+        with _pickled_by_value(modules_to_serialize):
+            pickler.dump(module, directory / PROGRAM_FILE)
     except SerializationError:
         raise
     except Exception as exc:
         raise SerializationError(f"Could not pickle the program into {directory}: {exc}") from exc
-    finally:
-        for extra in modules_to_serialize:
-            cloudpickle.unregister_pickle_by_value(extra)
     _serializer(directory / METADATA_FILE).dump(metadata(), directory / METADATA_FILE)
 
 
@@ -197,6 +195,20 @@ def _names_a_state_file(path: Path) -> bool:
     except SerializationError:
         return False  # no format has this suffix (".2" of "v1.2")
     return True
+
+
+@contextmanager
+def _pickled_by_value(modules: list[Any]) -> Iterator[None]:
+    """Pickle the code of ``modules`` by value (not by reference) inside the block."""
+    import cloudpickle
+
+    for extra in modules:
+        cloudpickle.register_pickle_by_value(extra)
+    try:
+        yield
+    finally:
+        for extra in modules:
+            cloudpickle.unregister_pickle_by_value(extra)
 
 
 def load_state_file(path: str | Path, *, allow_pickle: bool = False) -> dict[str, Any]:
@@ -225,18 +237,21 @@ def load_state_file(path: str | Path, *, allow_pickle: bool = False) -> dict[str
     return state
 
 
-def load_module(module: Module, path: str | Path, *, allow_pickle: bool = False) -> Module:
+def load_module(
+    module: Module, path: str | Path, *, allow_pickle: bool = False, allow_unsafe_lm_state: bool = False
+) -> Module:
     """Load the state file ``path`` into ``module`` (what ``Module.load`` does); returns ``module``.
 
     The file is not trusted: its shape is checked against what ``module`` itself saves (no state for
     parameters the program does not have, no list where the program saves a mapping, ...), and every
-    error names the file. LM settings in it cannot choose where requests go (see ``lm_from_state``).
+    error names the file. LM settings in it cannot choose where requests go (see ``lm_from_state``),
+    unless ``allow_unsafe_lm_state`` says the file is trusted (see ``Module.load``).
     """
     path = Path(path)
     state = load_state_file(path, allow_pickle=allow_pickle)
     _check_shape(state, module, path)
     try:
-        module.load_state(state)
+        load_into(module, state, trusted=allow_unsafe_lm_state)
     except BestOfNCoreError as exc:
         # keep the class (callers catch UnknownNameError, ConfigurationError, ...); add the file's name
         if exc.args and isinstance(exc.args[0], str) and str(path) not in exc.args[0]:
@@ -323,3 +338,68 @@ def load_program(path: str | Path, *, allow_pickle: bool = False) -> Any:
 def load(path: str | Path, allow_pickle: bool = False) -> Any:
     """Load a program saved with ``program.save(path, save_program=True)``; needs ``allow_pickle=True``."""
     return load_program(path, allow_pickle=allow_pickle)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Settings files (``settings.save`` / ``load_settings``)
+
+
+def save_settings(
+    values: Mapping[str, Any], path: str | os.PathLike[str], *, modules_to_serialize: list[Any] | None = None
+) -> None:
+    """Write settings ``values`` to ``path`` with the pickle serializer its suffix names.
+
+    Settings hold live objects (LMs, adapters, callbacks) that only pickle can save, so a suffix whose
+    serializer cannot run code (``.json``) is refused. A value that cannot be pickled raises
+    ``SerializationError`` naming the setting, and no file is left behind.
+    """
+    path = Path(path)
+    pickler = _serializer(path)
+    if not pickler.executes_code:
+        raise SerializationError(
+            f"Settings hold live objects (LMs, adapters, callbacks) that only pickle can save: save them to "
+            f"a .pkl file, not {path.name}."
+        )
+    state = {"settings": dict(values), "metadata": metadata()}
+    try:
+        with _pickled_by_value(list(modules_to_serialize or ())):
+            pickler.dump(state, path)
+    except SerializationError as exc:
+        culprits = [name for name, value in values.items() if not _picklable(value, modules_to_serialize)]
+        named = (
+            f" (setting(s) {', '.join(culprits)}; leave them out with exclude_keys=[...])" if culprits else ""
+        )
+        raise SerializationError(f"Cannot save the settings to {path}{named}: {exc}") from exc
+
+
+def read_settings(path: str | os.PathLike[str], *, allow_pickle: bool = False) -> dict[str, Any]:
+    """The settings ``save_settings`` wrote to ``path`` (refused without ``allow_pickle=True``)."""
+    path = Path(path)
+    if not allow_pickle:
+        raise SerializationError(
+            f"Loading the settings in {path} runs the code pickled in it. Pass allow_pickle=True only for "
+            "files you trust."
+        )
+    if not path.exists():
+        raise SerializationError(f"{path} does not exist.")
+    state = _serializer(path).load(path)
+    saved = state.get("settings") if isinstance(state, dict) else None
+    if not isinstance(saved, dict) or not all(isinstance(name, str) for name in saved):
+        raise SerializationError(
+            f"{path} holds no settings (expected what settings.save() writes, got {type(state).__name__})."
+        )
+    check_metadata(state.get("metadata"), path)
+    return dict(saved)
+
+
+def _picklable(value: Any, modules_to_serialize: list[Any] | None) -> bool:
+    import io
+
+    import cloudpickle
+
+    try:
+        with _pickled_by_value(list(modules_to_serialize or ())):
+            cloudpickle.dump(value, io.BytesIO())
+    except Exception:
+        return False
+    return True

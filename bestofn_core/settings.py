@@ -8,6 +8,7 @@ Worker threads started by this library copy the caller's context, so they see th
 from __future__ import annotations
 
 import contextvars
+import os
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -15,6 +16,7 @@ from types import MappingProxyType
 from typing import Any
 
 from bestofn_core.errors import ConfigurationError
+from bestofn_core.protocols import LanguageModel
 
 #: Every known setting with its default. Unknown names are refused so a typo never goes unnoticed.
 DEFAULTS: dict[str, Any] = {
@@ -31,6 +33,8 @@ DEFAULTS: dict[str, Any] = {
     "disable_progress_bar": False,  # hide progress bars in batch runs
     "max_concurrency": None,  # bound on in-flight LM requests across the whole process (None: unbounded)
     "max_history_size": 10_000,  # entries kept in the global and per-LM/module histories
+    "disable_history": False,  # record no LM call in any history (global, LM, module)
+    "warn_on_type_mismatch": True,  # log a warning when an input's value does not match its field's type
     "max_trace_size": 10_000,  # newest entries kept in settings.trace
     "allow_lm_from_file": False,  # let a loaded file choose the LM: its model, backend, host and routing
     "allow_api_base_from_file": False,  # the first name of allow_lm_from_file, kept working
@@ -38,6 +42,8 @@ DEFAULTS: dict[str, Any] = {
 
 
 _NO_OVERRIDES: Mapping[str, Any] = MappingProxyType({})
+#: Settings that describe the call running now, not configuration: never saved by ``Settings.save``.
+_RUNNING_STATE = frozenset({"usage_tracker", "caller_modules"})
 
 
 class Settings:
@@ -83,8 +89,36 @@ class Settings:
         """Every setting's current value (process-wide values with this context's overrides on top)."""
         return {**self._global, **self._overrides.get()}
 
+    def copy(self) -> dict[str, Any]:
+        """Every setting's current value, as a dict that ``configure(**...)`` accepts (DSPy's ``copy``)."""
+        return self.snapshot()
+
+    def save(
+        self,
+        path: str | os.PathLike[str],
+        modules_to_serialize: list[Any] | None = None,
+        exclude_keys: list[str] | None = None,
+    ) -> None:
+        """Pickle the current settings to ``path`` (a ``.pkl`` file); ``load_settings`` reads them back.
+
+        Args:
+            path: the file to write (its suffix must name a pickle serializer, e.g. ``.pkl``).
+            modules_to_serialize: Python modules to pickle by value (code the loading side cannot import).
+            exclude_keys: settings to leave out of the file.
+
+        LMs are pickled without their secrets (``BaseLM.__getstate__``); the running call's bookkeeping
+        (``usage_tracker``, ``caller_modules``) is never saved.
+        """
+        # the file format and the pickle guard live with the other save/load code
+        from bestofn_core.serialization import save_settings
+
+        excluded = list(exclude_keys or ())
+        _check_names(dict.fromkeys(excluded))
+        values = {k: v for k, v in self.snapshot().items() if k not in excluded and k not in _RUNNING_STATE}
+        save_settings(values, path, modules_to_serialize=modules_to_serialize)
+
     def configure(self, **kwargs: Any) -> None:
-        """Set process-wide values. Raises ``ConfigurationError`` for an unknown setting name."""
+        """Set process-wide values. Raises ``ConfigurationError`` for an unknown setting name or a bad LM."""
         _check_names(kwargs)
         with self._lock:
             # copy-on-write: readers in other threads never see a half-updated dict
@@ -121,6 +155,27 @@ def _check_names(kwargs: Mapping[str, Any]) -> None:
         raise ConfigurationError(
             f"Unknown setting(s) {', '.join(unknown)}. Known settings: {', '.join(sorted(DEFAULTS))}."
         )
+    if "lm" in kwargs:
+        check_lm(kwargs["lm"], "settings.lm")
+
+
+def check_lm(lm: Any, what: str) -> None:
+    """Raise ``ConfigurationError`` unless ``lm`` is ``None`` or a language model (``LanguageModel``).
+
+    Checked where an LM is given (``configure``, ``context``, a predictor's ``lm``), so a model string or
+    another object fails there, with the fix, rather than as an ``AttributeError`` inside the first call.
+    """
+    if lm is None or isinstance(lm, LanguageModel):
+        return
+    if isinstance(lm, str):
+        raise ConfigurationError(
+            f"{what} must be a language model (a bestofn_core.BaseLM such as bestofn_core.LM), not a string. "
+            f"Instead of configure(lm={lm!r}), write configure(lm=bestofn_core.LM({lm!r}))."
+        )
+    raise ConfigurationError(
+        f"{what} must be a language model (a bestofn_core.BaseLM such as "
+        f"bestofn_core.LM('openai/gpt-4o-mini')), not {type(lm).__name__} ({lm!r:.80})."
+    )
 
 
 #: The one settings object of the process.
@@ -135,3 +190,14 @@ def configure(**kwargs: Any) -> None:
 def context(**kwargs: Any) -> Any:
     """Override settings for the current thread or task: ``with context(lm=other_lm): ...``."""
     return settings.context(**kwargs)
+
+
+def load_settings(path: str | os.PathLike[str], allow_pickle: bool = False) -> dict[str, Any]:
+    """The settings ``settings.save(path)`` wrote, as a dict for ``configure(**...)``.
+
+    The file is a pickle, and loading a pickle can run any code: ``allow_pickle=True`` is required, and
+    only for files you trust.
+    """
+    from bestofn_core.serialization import read_settings
+
+    return read_settings(path, allow_pickle=allow_pickle)

@@ -48,7 +48,8 @@ def test_runtime_runs_blocking_work_in_the_worker_pool_with_the_callers_settings
         marker.set("caller's")
         return await runtime.run_in_thread(blocking)
 
-    with bon.context(lm="an LM"):
+    marker_lm = bon.LM("openai/marker-model")
+    with bon.context(lm=marker_lm):
         thread, seen, lm = runtime.run_sync(main())
-    assert thread.startswith("bestofn-worker") and seen == "caller's" and lm == "an LM"
+    assert thread.startswith("bestofn-worker") and seen == "caller's" and lm is marker_lm
     assert isinstance(runtime.runner_loop(), asyncio.AbstractEventLoop)

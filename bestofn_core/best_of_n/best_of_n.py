@@ -24,7 +24,7 @@ from bestofn_core.primitives.module import Module
 from bestofn_core.primitives.prediction import Prediction
 from bestofn_core.primitives.trace import extend_trace
 from bestofn_core.primitives.usage import UsageTracker
-from bestofn_core.settings import settings
+from bestofn_core.settings import check_lm, settings
 
 logger = logging.getLogger(__name__)
 
@@ -167,6 +167,7 @@ class BestOfN(Module):
                 "BestOfN found no LM: set one on the module (module.set_lm(lm)) or configure one with "
                 "bestofn_core.configure(lm=bestofn_core.LM(...))."
             )
+        check_lm(lm, "The LM of BestOfN's module")
         return lm
 
     async def _run_per_rollout(self, lm: Any, start: int, inputs: dict[str, Any], outcome: Outcome) -> None:
@@ -344,11 +345,11 @@ class BestOfN(Module):
         }
         return state
 
-    def load_state(self, state: dict[str, Any]) -> BestOfN:
+    def load_state(self, state: dict[str, Any], *, allow_unsafe_lm_state: bool = False) -> BestOfN:
         """Restore parameters and configuration; a saved ``"plugin:name"`` reward or policy is resolved."""
         state = dict(state)
         config = state.pop("best_of_n", None)
-        super().load_state(state)
+        super().load_state(state, allow_unsafe_lm_state=allow_unsafe_lm_state)
         if config is None:
             return self
         if not isinstance(config, dict):

@@ -42,9 +42,10 @@ def _import_litellm() -> Any:
 
 
 class LiteLLMBackend:
-    """Sends requests with ``litellm.acompletion``; supports ``n``."""
+    """Sends requests with ``litellm.acompletion`` (``atext_completion`` for text models); supports ``n``."""
 
     supports_n = True
+    supports_text_completions = True
 
     async def acomplete(self, request: LMRequest) -> LMResponse:
         """Send ``request`` through litellm and translate its errors into the kernel's."""
@@ -54,18 +55,28 @@ class LiteLLMBackend:
         if request.timeout is not None:
             extra["timeout"] = request.timeout
         try:
-            response = await litellm.acompletion(
-                model=request.model,
-                messages=request.messages,
-                num_retries=0,
-                **request.params,
-                **request.credentials,
-                **extra,
-            )
+            if request.model_type == "text":
+                response = await litellm.atext_completion(
+                    model=_text_completion_model(request.model),
+                    prompt=text_prompt(request.messages),
+                    num_retries=0,
+                    **request.params,
+                    **request.credentials,
+                    **extra,
+                )
+            else:
+                response = await litellm.acompletion(
+                    model=request.model,
+                    messages=request.messages,
+                    num_retries=0,
+                    **request.params,
+                    **request.credentials,
+                    **extra,
+                )
         except Exception as exc:
             raise translate_error(exc, request.model) from exc
         choices = response.get("choices") or []
-        outputs = [(choice["message"].get("content") or "") for choice in choices]
+        outputs = [_choice_text(choice) for choice in choices]
         usage = response.get("usage") or {}
         return LMResponse(
             outputs=outputs,
@@ -77,6 +88,26 @@ class LiteLLMBackend:
             model=response.get("model"),
             finish_reasons=[choice.get("finish_reason") for choice in choices],
         )
+
+
+def text_prompt(messages: list[dict[str, Any]]) -> str:
+    """The one prompt a text-completion model gets for chat ``messages``: DSPy's layout.
+
+    The messages' contents, separated by blank lines, then ``BEGIN RESPONSE:``.
+    """
+    return "\n\n".join([*(str(message.get("content") or "") for message in messages), "BEGIN RESPONSE:"])
+
+
+def _text_completion_model(model: str) -> str:
+    # as DSPy sends text models: litellm's OpenAI text-completion route, for any provider prefix
+    return f"text-completion-openai/{model.split('/', 1)[-1]}"
+
+
+def _choice_text(choice: Any) -> str:
+    message = choice.get("message")
+    if message is not None:
+        return message.get("content") or ""
+    return choice.get("text") or ""
 
 
 def _retry_after(exc: Exception) -> float | None:
@@ -98,6 +129,15 @@ def _is_transport_failure(error: BaseException) -> bool:
     return isinstance(error, httpx.TransportError | ConnectionError | json.JSONDecodeError)
 
 
+def _is_local_failure(error: BaseException) -> bool:
+    """A Python error raised on this side (TypeError, KeyError, ...), not by the HTTP or provider stack.
+
+    OS errors (connections, timeouts) are network failures, worth a retry; so are errors of the client
+    libraries (litellm, openai, httpx), which carry what the provider answered.
+    """
+    return type(error).__module__ == "builtins" and not isinstance(error, OSError)
+
+
 def translate_error(exc: Exception, model: str) -> LMError:
     """Map a litellm/httpx exception to the kernel's error classes (transient ones are retried)."""
     litellm = _import_litellm()
@@ -113,6 +153,16 @@ def translate_error(exc: Exception, model: str) -> LMError:
         root = chain[-1]
         message += f" (cause: {type(root).__name__}: {' '.join(_short(root).split())})"
         return LMConnectionError(message, model=model)
+    root = chain[-1]
+    if _is_local_failure(root):
+        # litellm wraps a failure of its own or of the arguments (a TypeError building the request, say)
+        # in APIConnectionError or a made-up 500, both retryable: nothing was sent, a retry fails the same
+        return LMRequestError(
+            f"{model}: the request failed before reaching the provider ({type(root).__name__}: "
+            f"{' '.join(_short(root).split())}). Nothing was sent, so it is not retried: check the LM's "
+            "parameters and the messages.",
+            model=model,
+        )
     if isinstance(exc, litellm.RateLimitError) or status == 429:
         return LMRateLimitError(message, model=model, status_code=429, retry_after=_retry_after(exc))
     if isinstance(exc, litellm.AuthenticationError | litellm.PermissionDeniedError) or status in (401, 403):

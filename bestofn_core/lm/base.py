@@ -6,19 +6,20 @@ Subclasses (and the backends ``LM`` delegates to) only turn an ``LMRequest`` int
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import datetime
 import logging
 import random
 import time
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from bestofn_core._runner import run_in_thread, run_sync
 from bestofn_core._validation import validate_arguments
-from bestofn_core.errors import LMServerError, LMTimeoutError, LMTransientError
+from bestofn_core.errors import LMError, LMServerError, LMTimeoutError, LMTransientError
 from bestofn_core.lm.cache import get_cache, request_key
 from bestofn_core.lm.credentials import (
     nested_copy,
@@ -31,6 +32,7 @@ from bestofn_core.lm.credentials import (
 from bestofn_core.lm.history import pretty_print_history, record
 from bestofn_core.lm.limiter import request_slot
 from bestofn_core.lm.log_masking import install_log_masking
+from bestofn_core.lm.openai_format import response_from_openai
 from bestofn_core.primitives.callbacks import with_callbacks
 from bestofn_core.protocols import LMRequest, LMResponse
 from bestofn_core.settings import settings
@@ -59,8 +61,8 @@ class LMArguments(BaseModel):
 
     #: Model string, e.g. ``"openai/gpt-4o-mini"``.
     model: str = Field(min_length=1)
-    #: Only chat models are supported.
-    model_type: str = Field(default="chat", pattern="^chat$")
+    #: ``"chat"`` (chat completions) or ``"text"`` (text completions, as DSPy sends them).
+    model_type: Literal["chat", "text"] = "chat"
     #: Sampling temperature (``None``: the provider's default).
     temperature: float | None = Field(default=None, ge=0)
     #: Maximum tokens per completion.
@@ -79,11 +81,24 @@ class LMArguments(BaseModel):
 
 
 class BaseLM:
-    """Base class of language models. Subclasses implement ``acomplete`` (or sync ``complete``).
+    """Base class of language models.
+
+    A subclass provides the completion in one of these ways, and inherits caching, retries, usage,
+    history and callbacks:
+
+    - ``acomplete(request)`` (or sync ``complete``), returning an ``LMResponse`` (the kernel's way);
+    - ``forward(prompt=None, messages=None, **kwargs)`` (or async ``aforward``), returning the provider's
+      OpenAI-style response, as in DSPy: it gets the chat ``messages`` (a ``prompt=`` call arrives as one
+      user message) and the call's own parameters (a predictor's ``temperature=...``, say), not the LM's
+      ``self.kwargs``, which it merges itself when it wants them;
+    - ``__call__(prompt=None, messages=None, **kwargs)`` returning one text per choice, as DSPy programs
+      sometimes override it: predictors and adapters then call it (in a worker thread), and it may
+      delegate to ``super().__call__`` for the real call.
 
     Args:
         model: the model string.
-        model_type: ``"chat"``.
+        model_type: ``"chat"``, or ``"text"`` for a text-completion model (the messages are joined into
+            one prompt, as DSPy does).
         temperature: default sampling temperature (kept in ``kwargs``).
         max_tokens: default completion length limit (kept in ``kwargs``).
         cache: cache responses in memory and on disk, keyed on the whole request including ``rollout_id``.
@@ -149,14 +164,42 @@ class BaseLM:
         return False
 
     async def acomplete(self, request: LMRequest) -> LMResponse:
-        """Send one request. Subclasses override this, or the sync ``complete``."""
-        if type(self).complete is BaseLM.complete:
-            raise NotImplementedError(f"{type(self).__name__} must implement acomplete() or complete().")
+        """Send one request: through ``aforward``/``forward`` when the subclass has one, else ``complete``."""
+        cls = type(self)
+        if cls.aforward is not BaseLM.aforward or cls.forward is not BaseLM.forward:
+            return await self._complete_with_forward(request)
+        if cls.complete is BaseLM.complete:
+            raise NotImplementedError(_MISSING_COMPLETION.format(name=cls.__name__))
         return await run_in_thread(self.complete, request)
 
     def complete(self, request: LMRequest) -> LMResponse:
         """Sync alternative to ``acomplete`` for subclasses that wrap a blocking client."""
-        raise NotImplementedError(f"{type(self).__name__} must implement acomplete() or complete().")
+        raise NotImplementedError(_MISSING_COMPLETION.format(name=type(self).__name__))
+
+    def forward(
+        self, prompt: str | None = None, messages: list[dict[str, Any]] | None = None, **kwargs: Any
+    ) -> Any:
+        """DSPy's extension point: send one request, return the provider's OpenAI-style response.
+
+        See the class docstring for what it receives. The response is an OpenAI chat completion
+        (``choices[i].message.content``) or text completion (``choices[i].text``): the SDK's object,
+        litellm's ``ModelResponse`` or a plain dict.
+        """
+        raise NotImplementedError(_MISSING_COMPLETION.format(name=type(self).__name__))
+
+    async def aforward(
+        self, prompt: str | None = None, messages: list[dict[str, Any]] | None = None, **kwargs: Any
+    ) -> Any:
+        """Async ``forward``; by default runs ``forward`` in a worker thread."""
+        return await run_in_thread(self.forward, prompt, messages, **kwargs)
+
+    async def _complete_with_forward(self, request: LMRequest) -> LMResponse:
+        # forward() gets the call's own parameters only, as in DSPy: self.kwargs are the LM's to merge
+        own = {**request.params, **request.credentials}
+        call_kwargs = {key: value for key, value in own.items() if self.kwargs.get(key, _UNSET) != value}
+        response = await self.aforward(None, request.messages, **call_kwargs)
+        source = "aforward" if type(self).aforward is not BaseLM.aforward else "forward"
+        return response_from_openai(response, f"{type(self).__name__}.{source}()")
 
     # ------------------------------------------------------------------ calling
 
@@ -166,15 +209,28 @@ class BaseLM:
         """Complete synchronously; returns the text of each choice."""
         return run_sync(self.acall(prompt, messages, **kwargs))
 
-    @with_callbacks("lm")
     async def acall(
         self, prompt: str | None = None, messages: list[dict[str, Any]] | None = None, **kwargs: Any
     ) -> list[str]:
         """Complete asynchronously; returns the text of each choice.
 
         ``kwargs`` override ``self.kwargs`` for this call. ``rollout_id`` only keys the cache;
-        ``cache=False`` skips the cache for this call.
+        ``cache=False`` skips the cache for this call. A subclass that overrides ``__call__`` (and not
+        ``acall``) is called through its ``__call__``, in a worker thread.
         """
+        cls = type(self)
+        if (
+            cls.__call__ is not BaseLM.__call__
+            and cls.acall is BaseLM.acall
+            and _OVERRIDE_RUNNING.get() is not self
+        ):
+            return await run_in_thread(_call_override, self, prompt, messages, kwargs)
+        return await self._acall(prompt, messages, **kwargs)
+
+    @with_callbacks("lm")
+    async def _acall(
+        self, prompt: str | None = None, messages: list[dict[str, Any]] | None = None, **kwargs: Any
+    ) -> list[str]:
         if messages is None:
             if prompt is None:
                 raise ValueError("Pass prompt=... or messages=[...] to the LM.")
@@ -192,6 +248,7 @@ class BaseLM:
             credentials=nested_copy(credentials),
             timeout=self.timeout,
             rollout_id=rollout_id,
+            model_type=self.model_type,
         )
         started = time.perf_counter()
         key = None
@@ -346,10 +403,25 @@ class BaseLM:
         return state
 
     def dump_state(self) -> dict[str, Any]:
-        """The LM's settings, without secrets, for saving alongside a program."""
+        """The LM's settings, without secrets, for saving alongside a program.
+
+        A subclass other than ``LM`` also records its import path under ``"lm_class"``, so that a trusted
+        file restores it as its own class (``load(path, allow_unsafe_lm_state=True)``). A subclass with
+        state beyond the constructor's arguments overrides ``dump_state`` and ``load_state`` (as in DSPy).
+        """
         state = {name: getattr(self, name) for name in _ATTRIBUTES}
         state.update(without_secrets(self.kwargs))
+        for marker in (LM_CLASS_KEY, DSPY_LM_CLASS_KEY):
+            state.pop(marker, None)  # a kwarg never names the class: the LM's own type does
+        path = class_path(type(self))
+        if path not in BUILTIN_LM_CLASSES:
+            state[LM_CLASS_KEY] = path
         return state
+
+    @classmethod
+    def load_state(cls, state: dict[str, Any]) -> BaseLM:
+        """A new LM of this class from ``dump_state`` output (the constructor's keyword arguments)."""
+        return cls(**state)
 
     def inspect_history(self, n: int = 1) -> str:
         """Print (and return) this LM's last ``n`` calls."""
@@ -358,6 +430,46 @@ class BaseLM:
     def __repr__(self) -> str:
         shown = without_secrets(self.kwargs)
         return f"{type(self).__name__}(model={self.model!r}, kwargs={shown!r})"
+
+
+#: The key of an LM's saved settings naming its class (``"lm_class"``; DSPy writes ``"_dspy_lm_class"``).
+LM_CLASS_KEY = "lm_class"
+#: The key DSPy 3.x writes for an LM's class; read on load, never written.
+DSPY_LM_CLASS_KEY = "_dspy_lm_class"
+#: Class paths that mean the built-in ``LM``: they load without the trusted-file opt-in.
+BUILTIN_LM_CLASSES = frozenset({"bestofn_core.lm.lm.LM", "dspy.clients.lm.LM"})
+
+
+def class_path(cls: type) -> str:
+    """``module.QualName`` of ``cls``: what ``lm_class`` records."""
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+_UNSET = object()
+_MISSING_COMPLETION = (
+    "{name} must implement forward() (DSPy's way: return the provider's OpenAI-style response), "
+    "aforward(), or acomplete()/complete() (return a bestofn_core.protocols.LMResponse)."
+)
+# the LM whose overridden __call__ runs now: its own calls to super().__call__ take the normal path
+_OVERRIDE_RUNNING: contextvars.ContextVar[BaseLM | None] = contextvars.ContextVar(
+    "bestofn_lm_override", default=None
+)
+
+
+def _call_override(lm: BaseLM, prompt: str | None, messages: Any, kwargs: dict[str, Any]) -> list[str]:
+    """Run a subclass's own ``__call__`` (DSPy programs override it) and check what it returns."""
+    token = _OVERRIDE_RUNNING.set(lm)
+    try:
+        outputs = lm(prompt, messages, **kwargs)
+    finally:
+        _OVERRIDE_RUNNING.reset(token)
+    if isinstance(outputs, str | bytes) or not isinstance(outputs, list | tuple):
+        raise LMError(
+            f"{type(lm).__name__}.__call__() returned a {type(outputs).__name__}; it must return a list with "
+            "the text of each choice."
+        )
+    # DSPy's LMs may return {"text": ...} per choice (with logprobs, tool calls, ...): keep the text
+    return [output["text"] if isinstance(output, dict) and "text" in output else output for output in outputs]
 
 
 def request_deadline(timeout: float) -> float:

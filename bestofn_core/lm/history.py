@@ -12,7 +12,12 @@ GLOBAL_HISTORY: list[dict[str, Any]] = []
 
 
 def record(entry: dict[str, Any], histories: Iterable[list[dict[str, Any]]]) -> None:
-    """Append ``entry`` to the global history and each of ``histories``, trimming to the size bound."""
+    """Append ``entry`` to the global history and each of ``histories``, trimming to the size bound.
+
+    Nothing is recorded while ``settings.disable_history`` is true.
+    """
+    if settings.disable_history:
+        return
     limit = settings.max_history_size
     for history in (GLOBAL_HISTORY, *histories):
         history.append(entry)

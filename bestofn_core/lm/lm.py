@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import contextvars
+import importlib
 import logging
 from collections.abc import Mapping
 from typing import Any
 
 from bestofn_core._validation import validate_arguments
 from bestofn_core.errors import ConfigurationError
-from bestofn_core.lm.base import _ATTRIBUTES, BaseLM, LMArguments
+from bestofn_core.lm.base import (
+    _ATTRIBUTES,
+    BUILTIN_LM_CLASSES,
+    DSPY_LM_CLASS_KEY,
+    LM_CLASS_KEY,
+    BaseLM,
+    LMArguments,
+)
 from bestofn_core.lm.credentials import is_connection_setting, is_secret, without_secrets
 from bestofn_core.protocols import LMBackend, LMRequest, LMResponse
 from bestofn_core.settings import settings
@@ -41,6 +49,14 @@ class LM(BaseLM):
             from bestofn_core.plugins import get_registry
 
             registration = get_registry().lm_backend_for(self.model, backend=self.backend_ref)
+            if self.model_type == "text" and not getattr(
+                registration.obj, "supports_text_completions", False
+            ):
+                raise ConfigurationError(
+                    f"{self.model}: model_type='text' needs a backend that sends text completions, and "
+                    f"{registration.qualified_name} sends chat completions only. Use model_type='chat', or "
+                    "choose a backend that declares supports_text_completions (backend='litellm:litellm')."
+                )
             self._backend = registration.obj
             self._backend_name = registration.qualified_name
         return self._backend
@@ -61,7 +77,12 @@ class LM(BaseLM):
         return bool(getattr(self.backend, "supports_response_schema", False))
 
     async def acomplete(self, request: LMRequest) -> LMResponse:
-        """Send ``request`` through the backend (``BaseLM`` keeps secrets out of what it raises)."""
+        """Send ``request`` through the backend, or a subclass's own ``forward`` (written the DSPy way).
+
+        ``BaseLM`` keeps secrets out of what it raises, whichever way the request went.
+        """
+        if type(self).forward is not BaseLM.forward or type(self).aforward is not BaseLM.aforward:
+            return await super().acomplete(request)
         return await self.backend.acomplete(request)
 
     def _cache_scope(self) -> str:
@@ -74,7 +95,7 @@ class LM(BaseLM):
         backend = kwargs.pop("backend", self.backend_ref)
         new = super().copy(**kwargs)
         assert isinstance(new, LM)
-        if new.model != self.model or backend != self.backend_ref:
+        if new.model != self.model or backend != self.backend_ref or new.model_type != self.model_type:
             new.backend_ref = backend
             new._backend = None
             new._resolve_backend()
@@ -94,7 +115,7 @@ class LM(BaseLM):
         return state
 
 
-def lm_from_state(saved: Any, current: Any = None) -> Any:
+def lm_from_state(saved: Any, current: Any = None, *, trusted: bool = False) -> Any:
     """The LM a predictor gets from LM settings read from a saved file, which is not trusted.
 
     A file never sets a secret (``api_key``, headers, tokens: ignored with a warning). Unless the user
@@ -111,12 +132,28 @@ def lm_from_state(saved: Any, current: Any = None) -> Any:
 
     With the opt-in, the saved settings are applied to ``current``, or a new ``LM`` is built from them.
     Bad values raise ``ConfigurationError`` naming the field, applied or not.
+
+    Settings saved from a ``BaseLM`` subclass name its class (``"lm_class"``, or DSPy's
+    ``"_dspy_lm_class"``). Without a ``current`` LM, such a class is imported and built from the file only
+    when ``trusted`` (``load(..., allow_unsafe_lm_state=True)``: importing a class the file names runs its
+    code), and is refused with an error otherwise. ``trusted`` is also an opt-in to the file's LM
+    settings, as DSPy's is.
     """
     if not isinstance(saved, Mapping):
         raise ConfigurationError(
             f"The saved LM settings ('lm') must be a mapping of settings, got {type(saved).__name__}."
         )
     state = dict(saved)
+    saved_class = state.pop(LM_CLASS_KEY, None) or state.pop(DSPY_LM_CLASS_KEY, None)
+    state.pop(DSPY_LM_CLASS_KEY, None)
+    custom_class = None if saved_class is None or saved_class in BUILTIN_LM_CLASSES else str(saved_class)
+    if custom_class is not None and current is None and not trusted:
+        raise ConfigurationError(
+            f"Refusing to import custom serialized LM class `{custom_class}`: importing a class a file names "
+            "runs its code. If you trust the file, load it with allow_unsafe_lm_state=True "
+            "(program.load(path, allow_unsafe_lm_state=True)); or set the predictor's LM before loading, "
+            "and the file only tunes its settings."
+        )
     for name in [name for name in state if is_secret(name)]:
         del state[name]  # never log the value
         logger.warning(
@@ -127,15 +164,18 @@ def lm_from_state(saved: Any, current: Any = None) -> Any:
         )
     has_lm = current is not None and hasattr(current, "copy")
     model = state.get("model", getattr(current, "model", None) if has_lm else None)
-    if not isinstance(model, str):
+    if not isinstance(model, str) and custom_class is None:
         raise ConfigurationError(f"The saved LM settings have no model string (model: {model!r}).")
     checked = {name: state[name] for name in (*_ATTRIBUTES, "temperature", "max_tokens") if name in state}
-    validate_arguments(LMArguments, "the saved LM settings", **{**checked, "model": model})
-    if trusts_file_lm():
+    if isinstance(model, str):
+        validate_arguments(LMArguments, "the saved LM settings", **{**checked, "model": model})
+    if trusted or trusts_file_lm():
         if has_lm:
             return current.copy(**state)
+        if custom_class is not None:
+            return _custom_lm(custom_class, state)
         del state["model"]
-        return LM(model, **state)
+        return LM(str(model), **state)
     if not has_lm:
         _warn_not_applied(state)
         return None
@@ -157,6 +197,44 @@ loading_parameter: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 def _of_parameter() -> str:
     name = loading_parameter.get()
     return f" of {name}" if name else ""
+
+
+def _custom_lm(path: str, state: dict[str, Any]) -> BaseLM:
+    """An LM of the class at ``path`` (``module.QualName``), built by its ``load_state`` from ``state``."""
+    found = _import_class(path)
+    if not (isinstance(found, type) and issubclass(found, BaseLM)):
+        raise ConfigurationError(
+            f"The saved LM class `{path}` is not a BaseLM subclass ({found!r:.80}): it cannot be an LM."
+        )
+    try:
+        return found.load_state(state)
+    except TypeError as exc:
+        raise ConfigurationError(
+            f"Cannot rebuild the saved LM of class `{path}` from its settings ({', '.join(state)}): {exc}. "
+            "A class with more state than BaseLM's constructor arguments overrides dump_state() and the "
+            "load_state() classmethod."
+        ) from exc
+
+
+def _import_class(path: str) -> Any:
+    # the module is the longest importable prefix: "pkg.mod.Outer.Inner" imports pkg.mod, then getattr
+    parts = path.split(".")
+    for split in range(len(parts) - 1, 0, -1):
+        module_name = ".".join(parts[:split])
+        try:
+            found: Any = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        try:
+            for attribute in parts[split:]:
+                found = getattr(found, attribute)
+        except AttributeError:
+            break
+        return found
+    raise ConfigurationError(
+        f"The saved LM class `{path}` cannot be imported here: install or import the package that defines "
+        "it, or set the predictor's LM before loading."
+    )
 
 
 def _drop_connection_settings(state: dict[str, Any], current: Any) -> None:

@@ -51,11 +51,25 @@ class ParallelArguments(BaseModel):
     executor: Any = None
 
 
+def _argument(name: str, doc: str, default_setting: str | None = None) -> Any:
+    """A property for ``Parallel``'s argument ``name``: its value, or the setting it defaults to."""
+
+    def read(self: Parallel) -> Any:
+        value = getattr(self.arguments, name)
+        return settings.get(default_setting) if value is None and default_setting else value
+
+    def write(self: Parallel, value: Any) -> None:
+        self.arguments = check_arguments(f"Parallel.{name}", **{**dict(self.arguments), name: value})
+
+    return property(read, write, doc=doc)
+
+
 class Parallel:
     """Run ``(module, example)`` pairs concurrently; results come back in input order.
 
     Args:
         num_threads: examples in flight at once (default ``settings.num_threads``).
+            Each argument is also an attribute (``parallel.timeout``), read and set as in DSPy.
         max_errors: stop once this many examples failed, cancelling the rest and raising ``BatchError``
             (default ``settings.max_errors``; ``None`` there means no limit; 0 stops at the first).
         access_examples: call ``module(**example.inputs())`` for an ``Example`` (else ``module(example)``).
@@ -100,6 +114,21 @@ class Parallel:
         )
         self.failed_examples: list[Any] = []
         self.exceptions: list[BaseException] = []
+
+    # DSPy's Parallel keeps its arguments as attributes; these read (and, checked, set) the same values.
+    # An argument left to its setting (None) reads as the value a call would use now.
+    num_threads = _argument("num_threads", "Examples in flight at once.", default_setting="num_threads")
+    max_errors = _argument("max_errors", "Failures that stop the batch (None: no limit).", "max_errors")
+    access_examples = _argument(
+        "access_examples", "Whether an Example passes its inputs as keyword arguments."
+    )
+    return_failed_examples = _argument("return_failed_examples", "Whether calls return failures too.")
+    provide_traceback = _argument(
+        "provide_traceback", "Whether failures are logged with tracebacks.", "provide_traceback"
+    )
+    disable_progress_bar = _argument("disable_progress_bar", "Whether the progress bar is hidden.")
+    timeout = _argument("timeout", "Seconds after which a call is a straggler (None: never).")
+    straggler_limit = _argument("straggler_limit", "Examples left when stragglers get a second try.")
 
     def __call__(self, exec_pairs: Sequence[tuple[Any, Any]], num_threads: int | None = None) -> BatchResult:
         """Same as ``forward``."""
@@ -223,7 +252,14 @@ def _jobs(exec_pairs: Sequence[tuple[Any, Any]], access_examples: bool) -> list[
             continue
         fn, example = pair
         try:
-            args, kwargs = call_arguments(example, access_examples)
+            if isinstance(example, list):
+                # a nested batch: a Parallel runs the list of pairs it is given, as in DSPy
+                if not isinstance(fn, Parallel):
+                    raise TypeError("a list, which only a Parallel takes (as its own list of pairs)")
+                args: tuple[Any, ...] = (example,)
+                kwargs: dict[str, Any] = {}
+            else:
+                args, kwargs = call_arguments(example, access_examples)
         except TypeError as exc:
             problems.append(f"  examples[{index}]: {exc} (got {example!r:.80})")
             continue

@@ -15,11 +15,12 @@ from bestofn_core._validation import validate_arguments
 from bestofn_core.errors import ConfigurationError, SignatureError
 from bestofn_core.lm.credentials import without_secrets
 from bestofn_core.lm.lm import lm_from_state
+from bestofn_core.predict.input_types import warn_on_type_mismatches
 from bestofn_core.primitives.example import Example
 from bestofn_core.primitives.module import Module, Parameter
 from bestofn_core.primitives.prediction import Prediction
 from bestofn_core.primitives.trace import extend_trace
-from bestofn_core.settings import settings
+from bestofn_core.settings import check_lm, settings
 from bestofn_core.signatures import Signature, ensure_signature
 
 # keyword arguments of a call that configure it rather than fill input fields
@@ -114,8 +115,25 @@ class Predict(Module, Parameter):
                 "No LM is configured. Call bestofn_core.configure(lm=bestofn_core.LM('openai/gpt-4o-mini')), "
                 "set predictor.lm, or pass lm=... to the call."
             )
+        check_lm(lm, f"The LM of {type(self).__name__}({self.signature.signature!r})")
+        if _is_predicted_output(kwargs.get("prediction")):
+            # OpenAI's predicted outputs go to the LM call, as DSPy sends them, not into the prompt
+            config["prediction"] = kwargs.pop("prediction")
         inputs = _check_inputs(signature, kwargs)
+        warn_on_type_mismatches(signature, inputs)
         return lm, config, signature, demos, inputs
+
+    # ------------------------------------------------------------------ config
+
+    def update_config(self, **kwargs: Any) -> None:
+        """Merge ``kwargs`` into the LM parameters of every call (checked like the constructor's)."""
+        config = {**self.config, **kwargs}
+        validate_arguments(PredictConfig, f"{type(self).__name__}.update_config(...)", **config)
+        self.config = config
+
+    def get_config(self) -> dict[str, Any]:
+        """The LM parameters of every call (``Predict(signature, **config)`` plus ``update_config``)."""
+        return self.config
 
     # ------------------------------------------------------------------ state
 
@@ -135,14 +153,15 @@ class Predict(Module, Parameter):
             "lm": self.lm.dump_state() if self.lm is not None and hasattr(self.lm, "dump_state") else None,
         }
 
-    def load_state(self, state: dict[str, Any]) -> Predict:
+    def load_state(self, state: dict[str, Any], *, allow_unsafe_lm_state: bool = False) -> Predict:
         """Restore what ``dump_state`` wrote.
 
         A saved LM's settings are applied to this predictor's current LM when it has one (keeping its
         credentials); otherwise a new ``LM`` is built from them. A saved ``api_base`` (or another setting
         that chooses where requests go) is ignored with a warning unless
         ``settings.allow_api_base_from_file`` is true, so a file cannot redirect requests to another host
-        (see ``bestofn_core.lm.lm.lm_from_state``).
+        (see ``bestofn_core.lm.lm.lm_from_state``). A custom ``BaseLM`` class named in the state is
+        refused unless ``allow_unsafe_lm_state`` (trusted state: see ``Module.load``).
         """
         if not isinstance(state, Mapping):
             raise ConfigurationError(f"Predictor state must be a dict, got {type(state).__name__}.")
@@ -151,7 +170,7 @@ class Predict(Module, Parameter):
             self.signature = self.signature.load_state(state["signature"])
         saved_lm = state.get("lm")
         if saved_lm:
-            self.lm = lm_from_state(saved_lm, self.lm)
+            self.lm = lm_from_state(saved_lm, self.lm, trusted=allow_unsafe_lm_state)
         return self
 
     def __getstate__(self) -> dict[str, Any]:
@@ -189,6 +208,11 @@ def _check_inputs(signature: type[Signature], given: dict[str, Any]) -> dict[str
             f"Missing input field(s) {', '.join(missing)} for signature `{signature.signature}`."
         )
     return dict(given)
+
+
+def _is_predicted_output(value: Any) -> bool:
+    # the shape of OpenAI's predicted outputs: {"type": "content", "content": ...}
+    return isinstance(value, Mapping) and value.get("type") == "content" and "content" in value
 
 
 def _accepts_none(info: Any) -> bool:

@@ -50,32 +50,40 @@ class Example:
         return key in self._store
 
     def __len__(self) -> int:
-        return len(self._store)
+        return len(self.keys())
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._store)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Example) and self._store == other._store
+        # a plain mapping with the same fields is equal too: demos loaded from a file compare equal to the
+        # dicts (``example.toDict()``) they were saved from, as DSPy's loaded demos (plain dicts) do
+        if isinstance(other, Example):
+            return self._store == other._store
+        return isinstance(other, Mapping) and self._store == dict(other)
 
     def __hash__(self) -> int:
         return hash(tuple(sorted((k, repr(v)) for k, v in self._store.items())))
 
     def __repr__(self) -> str:
-        shown = ", ".join(f"{k}={v!r}" for k, v in self._store.items())
-        return f"{type(self).__name__}({shown}) (input_keys={set(self._input_keys or ())})"
+        input_keys = None if self._input_keys is None else set(self._input_keys)
+        return f"{type(self).__name__}({dict(self.items())}) (input_keys={input_keys})"
 
-    def keys(self) -> list[str]:
-        """Field names, in insertion order."""
-        return list(self._store)
+    def keys(self, include_dspy: bool = False) -> list[str]:
+        """Field names, in insertion order.
 
-    def values(self) -> list[Any]:
-        """Field values, in insertion order."""
-        return list(self._store.values())
+        Names starting with ``dspy_`` are DSPy's bookkeeping (``dspy_uuid``, ``dspy_split``): they are
+        left out, as in DSPy, unless ``include_dspy`` is true; ``len()`` does not count them either.
+        """
+        return [key for key in self._store if include_dspy or not key.startswith("dspy_")]
 
-    def items(self) -> list[tuple[str, Any]]:
-        """``(name, value)`` pairs, in insertion order."""
-        return list(self._store.items())
+    def values(self, include_dspy: bool = False) -> list[Any]:
+        """Field values, in insertion order (``dspy_`` fields only with ``include_dspy``)."""
+        return [self._store[key] for key in self.keys(include_dspy)]
+
+    def items(self, include_dspy: bool = False) -> list[tuple[str, Any]]:
+        """``(name, value)`` pairs, in insertion order (``dspy_`` fields only with ``include_dspy``)."""
+        return [(key, self._store[key]) for key in self.keys(include_dspy)]
 
     def get(self, key: str, default: Any = None) -> Any:
         """The value of ``key``, or ``default``."""

@@ -8,9 +8,13 @@ blocks an event loop.
 
 from __future__ import annotations
 
+import contextvars
 import copy
+import functools
+import inspect
 import logging
 import re
+import types
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,7 +27,7 @@ from bestofn_core.primitives.batching import Batching
 from bestofn_core.primitives.callbacks import with_callbacks
 from bestofn_core.primitives.prediction import Prediction
 from bestofn_core.primitives.usage import UsageTracker
-from bestofn_core.settings import settings
+from bestofn_core.settings import check_lm, settings
 
 if TYPE_CHECKING:
     from bestofn_core.predict.predict import Predict
@@ -34,6 +38,10 @@ logger = logging.getLogger(__name__)
 _NOT_STRUCTURE = frozenset({"callbacks", "history", "_compiled"})
 # how copies treat bookkeeping: a fresh history, the same callback objects
 _NOT_DEEP_COPIED: dict[str, Callable[[Any], Any]] = {"history": lambda _: [], "callbacks": list}
+# the module whose __call__/acall is running now: its own forward() is being called the right way
+_CALLED_MODULE: contextvars.ContextVar[object | None] = contextvars.ContextVar(
+    "bestofn_called_module", default=None
+)
 
 
 class Parameter:
@@ -46,8 +54,8 @@ class Parameter:
         """This parameter's state as a dict (JSON-able when ``json_mode``)."""
         return {}
 
-    def load_state(self, state: dict[str, Any]) -> Parameter:
-        """Restore state written by ``dump_state``."""
+    def load_state(self, state: dict[str, Any], *, allow_unsafe_lm_state: bool = False) -> Parameter:
+        """Restore state written by ``dump_state`` (``allow_unsafe_lm_state``: see ``Module.load``)."""
         return self
 
 
@@ -67,6 +75,12 @@ class Module(Batching):
         self.callbacks = list(callbacks or [])
         self.history = []
         self._compiled = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        forward = cls.__dict__.get("forward")
+        if inspect.isfunction(forward):
+            cls.forward = _DirectCallWarning(forward)  # type: ignore[method-assign,assignment]
 
     def __getattr__(self, name: str) -> Any:
         # subclasses that forget super().__init__() still get the bookkeeping attributes
@@ -105,7 +119,11 @@ class Module(Batching):
     async def aforward(self, *args: Any, **kwargs: Any) -> Any:
         """The program's logic (async). By default runs ``forward`` in a worker thread."""
         if type(self).forward is not Module.forward:
-            return await run_in_thread(self.forward, *args, **kwargs)
+            token = _CALLED_MODULE.set(self)  # the worker thread runs in a copy of this context
+            try:
+                return await run_in_thread(self.forward, *args, **kwargs)
+            finally:
+                _CALLED_MODULE.reset(token)
         raise NotImplementedError(f"{type(self).__name__} must define forward() or aforward().")
 
     @contextmanager
@@ -115,8 +133,12 @@ class Module(Batching):
         if settings.track_usage and settings.usage_tracker is None:
             tracker = UsageTracker()
             overrides["usage_tracker"] = tracker
-        with settings.context(**overrides):
-            yield tracker
+        token = _CALLED_MODULE.set(self)
+        try:
+            with settings.context(**overrides):
+                yield tracker
+        finally:
+            _CALLED_MODULE.reset(token)
 
     # ------------------------------------------------------------------ structure
 
@@ -170,6 +192,8 @@ class Module(Batching):
     ) -> Iterator[tuple[str, Module]]:
         """Breadth-first ``(name, module)`` for this module and every module inside it.
 
+        Names are DSPy's: ``self.sub``, ``self.items[0]``, ``self.table[key]`` (dict keys unquoted).
+
         Args:
             type_: only yield instances of this type (default: every ``Module``).
             skip_compiled: do not look inside compiled sub-modules.
@@ -198,7 +222,9 @@ class Module(Batching):
                     enqueue(f"{name}[{index}]", value)
             elif isinstance(item, dict):
                 for key, value in item.items():
-                    enqueue(f"{name}[{key!r}]", value)
+                    enqueue(
+                        f"{name}[{key}]", value
+                    )  # DSPy's form: x[key], unquoted (named_parameters quotes)
 
     def map_named_predictors(self, func: Callable[[Predict], Predict]) -> Module:
         """Replace every predictor ``p`` by ``func(p)``, in place; returns ``self``."""
@@ -207,7 +233,8 @@ class Module(Batching):
         return self
 
     def set_lm(self, lm: Any) -> None:
-        """Make every predictor use ``lm``."""
+        """Make every predictor use ``lm`` (a language model, or ``None`` for ``settings.lm``)."""
+        check_lm(lm, f"{type(self).__name__}.set_lm(lm)")
         for _, predictor in self.named_predictors():
             predictor.lm = lm
 
@@ -285,8 +312,11 @@ class Module(Batching):
         """Every parameter's state, keyed by its name (JSON-able when ``json_mode``)."""
         return {name: param.dump_state(json_mode=json_mode) for name, param in self.named_parameters()}
 
-    def load_state(self, state: dict[str, Any]) -> Module:
-        """Restore parameters from ``dump_state`` output; returns ``self``."""
+    def load_state(self, state: dict[str, Any], *, allow_unsafe_lm_state: bool = False) -> Module:
+        """Restore parameters from ``dump_state`` output; returns ``self``.
+
+        ``allow_unsafe_lm_state``: the state is trusted (see ``load``).
+        """
         missing = [name for name, _ in self.named_parameters() if name not in state]
         if missing:
             raise ConfigurationError(
@@ -298,7 +328,7 @@ class Module(Batching):
         for name, param in self.named_parameters():
             token = loading_parameter.set(name)  # warnings about its saved LM name it
             try:
-                param.load_state(state[name])
+                load_into(param, state[name], trusted=allow_unsafe_lm_state)
             finally:
                 loading_parameter.reset(token)
         return self
@@ -323,14 +353,20 @@ class Module(Batching):
 
         save_module(self, path, save_program=save_program, modules_to_serialize=modules_to_serialize)
 
-    def load(self, path: str | Path, allow_pickle: bool = False) -> Module:
+    def load(
+        self, path: str | Path, allow_pickle: bool = False, allow_unsafe_lm_state: bool = False
+    ) -> Module:
         """Load state saved by ``save`` into this program; returns ``self``.
 
         ``allow_pickle=True`` is required for formats that can run code when loaded (``.pkl``).
+        ``allow_unsafe_lm_state=True`` trusts the file's LM settings, as DSPy's option of that name does: a
+        predictor without an LM gets the custom ``BaseLM`` class the file names (imported, so it runs that
+        module's code), and the file may choose where requests go (``api_base`` and the like). Only for
+        files you trust.
         """
         from bestofn_core.serialization import load_module
 
-        return load_module(self, path, allow_pickle=allow_pickle)
+        return load_module(self, path, allow_pickle=allow_pickle, allow_unsafe_lm_state=allow_unsafe_lm_state)
 
     # ------------------------------------------------------------------ history
 
@@ -343,6 +379,40 @@ class Module(Batching):
     def __repr__(self) -> str:
         parts = [f"{name} = {param!r}" for name, param in self.named_predictors()]
         return f"{type(self).__name__}(" + ("\n    " + "\n    ".join(parts) + "\n" if parts else "") + ")"
+
+
+class _DirectCallWarning:
+    """A subclass's ``forward``, warning as DSPy does when it is called other than by ``__call__``/``acall``.
+
+    Calling ``forward`` directly skips callbacks, usage tracking and history, which is rarely meant. A
+    class rather than a closure, so that programs whose classes are pickled by value still pickle.
+    """
+
+    def __init__(self, forward: Callable[..., Any]) -> None:
+        self.forward = forward
+        functools.update_wrapper(self, forward)
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        return self if instance is None else types.MethodType(self, instance)
+
+    def __call__(self, module: Module, *args: Any, **kwargs: Any) -> Any:
+        if _CALLED_MODULE.get() is not module:
+            logger.warning(
+                "Calling module.forward(...) on %s directly is discouraged. Please use module(...) instead.",
+                type(module).__name__,
+            )
+        return self.forward(module, *args, **kwargs)
+
+
+def load_into(target: Any, state: Any, *, trusted: bool) -> Any:
+    """``target.load_state(state)``, passing ``allow_unsafe_lm_state=True`` only when ``trusted``.
+
+    So that a parameter or module class of a user's own, whose ``load_state`` predates the option, keeps
+    loading untrusted state.
+    """
+    if trusted:
+        return target.load_state(state, allow_unsafe_lm_state=True)
+    return target.load_state(state)
 
 
 def _with_usage(result: Any, tracker: UsageTracker | None) -> Any:

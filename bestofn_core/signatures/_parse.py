@@ -17,7 +17,7 @@ from typing import Any, Literal, Optional, Union
 from pydantic.fields import FieldInfo
 
 from bestofn_core.errors import SignatureError
-from bestofn_core.signatures.field import InputField, OutputField
+from bestofn_core.signatures.field import InputField, OutputField, mark_untyped
 
 #: name -> (annotation, field) for each field of a signature, in order.
 FieldSpecs = dict[str, tuple[Any, FieldInfo]]
@@ -82,7 +82,9 @@ def parse_fields(
                     f"Invalid signature {spec!r}: field `{name}` appears more than once; "
                     "field names must be unique."
                 )
-            specs[name] = (annotation, InputField() if kind == "input" else OutputField())
+            field = InputField() if kind == "input" else OutputField()
+            # a field written without a type is a str, marked so its values are never type-checked
+            specs[name] = (str, mark_untyped(field)) if annotation is None else (annotation, field)
     return specs
 
 
@@ -115,7 +117,7 @@ def _parse_side(
                 f"Invalid signature {spec!r}: field `{name}` has ':' but no type; "
                 f"write e.g. `{name}: str` or drop ':'."
             )
-        annotation = _parse_type(spec, name, type_text.strip(), custom_types) if colon else str
+        annotation = _parse_type(spec, name, type_text.strip(), custom_types) if colon else None
         fields.append((name, annotation))
     return fields
 

@@ -18,6 +18,9 @@ from pydantic.fields import FieldInfo
 
 #: The ``json_schema_extra`` key that marks a field as an input or an output.
 FIELD_TYPE_KEY = "__bestofn_field_type"
+#: The ``json_schema_extra`` key that marks a field declared without a type (typed ``str`` by default), so
+#: that its values are never reported as not matching ``str`` (where DSPy keeps the same mark).
+TYPE_UNDEFINED_KEY = "__bestofn_type_undefined"
 
 FieldKind = Literal["input", "output"]
 
@@ -135,3 +138,13 @@ def infer_prefix(name: str) -> str:
     spaced = re.sub(r"(\d)([a-zA-Z])", r"\1_\2", spaced)
     words = [word if word.isupper() else word.capitalize() for word in spaced.split("_") if word]
     return " ".join(words)
+
+
+def mark_untyped(field: FieldInfo) -> FieldInfo:
+    """A copy of ``field`` marked as declared without a type (see ``TYPE_UNDEFINED_KEY``)."""
+    return replace_extra(field, {**field_extra(field), TYPE_UNDEFINED_KEY: True})
+
+
+def is_untyped(field: FieldInfo) -> bool:
+    """Whether ``field`` was declared without a type (``"a -> b"``, or ``a = InputField()`` in a class)."""
+    return bool(field_extra(field).get(TYPE_UNDEFINED_KEY))

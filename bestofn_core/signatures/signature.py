@@ -32,6 +32,7 @@ from bestofn_core.signatures._parse import FieldSpecs, parse_fields
 from bestofn_core.signatures.field import (
     field_extra,
     field_kind,
+    mark_untyped,
     replace_extra,
     with_defaults,
 )
@@ -118,6 +119,11 @@ class Signature(BaseModel, metaclass=SignatureMeta):
     def with_instructions(cls, instructions: str) -> type[Signature]:
         """A copy with different instructions."""
         return _rebuild(cls, _field_specs(cls), instructions)
+
+    @classmethod
+    def append_instructions(cls, instructions: str) -> type[Signature]:
+        """A copy whose instructions are the current ones, a blank line, then ``instructions``."""
+        return _rebuild(cls, _field_specs(cls), f"{cls.instructions}\n\n{instructions}")
 
     @classmethod
     def with_updated_fields(cls, name: str, type_: Any = None, **json_schema_extra: Any) -> type[Signature]:
@@ -358,6 +364,8 @@ def _prepare_namespace(class_name: str, namespace: dict[str, Any]) -> dict[str, 
     for key in declared:
         if field_kind(namespace[key]) is not None:
             namespace[key] = with_defaults(key, namespace[key])
+            if key not in annotations:
+                namespace[key] = mark_untyped(namespace[key])
     if declared and any(key not in annotations for key in declared):
         # DSPy lets ``question = InputField()`` go without a type: it means ``str``. Fields keep the order
         # in which they were written, whether they had a type or not.

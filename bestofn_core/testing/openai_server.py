@@ -122,8 +122,19 @@ class ReceivedRequest:
     cancelled: bool = False
 
     @property
+    def is_text_completion(self) -> bool:
+        """Whether this is a text-completions request (``/v1/completions``, a ``prompt``, no messages)."""
+        return not self.path.endswith("chat/completions") and self.path.endswith("/completions")
+
+    @property
     def messages(self) -> list[dict[str, Any]]:
-        """The request's ``messages`` (only the entries that are JSON objects)."""
+        """The request's ``messages`` (only the entries that are JSON objects).
+
+        A text-completions request's ``prompt`` reads as one user message.
+        """
+        if self.is_text_completion:
+            prompt = self.body.get("prompt")
+            return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else []
         messages = self.body.get("messages")
         if not isinstance(messages, list):
             return []
@@ -303,8 +314,9 @@ class _Plan:
 class OpenAICompatServer:
     """An OpenAI-compatible chat-completions server on 127.0.0.1, run in a daemon thread.
 
-    Endpoints: ``POST /v1/chat/completions`` (and ``/chat/completions``), ``GET /v1/models`` and
-    ``GET /health``. Use it as a context manager or call :meth:`start` / :meth:`stop`. All configuration
+    Endpoints: ``POST /v1/chat/completions`` (and ``/chat/completions``), ``POST /v1/completions`` (and
+    ``/completions``: text completions, answering the ``prompt`` as one user message), ``GET /v1/models``
+    and ``GET /health``. Use it as a context manager or call :meth:`start` / :meth:`stop`. All configuration
     methods are thread-safe and take effect for requests that arrive afterwards.
     """
 
@@ -429,6 +441,8 @@ class OpenAICompatServer:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/chat/completions", self._handle_chat)
         app.router.add_post("/chat/completions", self._handle_chat)
+        app.router.add_post("/v1/completions", self._handle_chat)  # text completions (model_type="text")
+        app.router.add_post("/completions", self._handle_chat)
         app.router.add_get("/v1/models", self._handle_models)
         app.router.add_get("/models", self._handle_models)
         app.router.add_get("/health", self._handle_health)
@@ -805,7 +819,7 @@ class OpenAICompatServer:
         prompt_tokens = sum(_words(_content_text(m.get("content"))) for m in received.messages)
         completion_tokens = sum(_words(c["message"]["content"]) for c in choices)
         model = body.get("model")
-        return {
+        payload: dict[str, Any] = {
             "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
             "object": "chat.completion",
             "created": int(time.time()),
@@ -813,6 +827,13 @@ class OpenAICompatServer:
             "choices": choices,
             "usage": token_usage(prompt_tokens, completion_tokens),  # the OpenAI wire format too
         }
+        if received.is_text_completion:  # the same answer in the text-completion format
+            payload["id"], payload["object"] = f"cmpl-{uuid.uuid4().hex[:24]}", "text_completion"
+            payload["choices"] = [
+                {**{k: v for k, v in c.items() if k != "message"}, "text": c["message"]["content"]}
+                for c in choices
+            ]
+        return payload
 
     def _choice_text(
         self,

@@ -42,6 +42,7 @@ from bestofn_core.errors import (
     LMTimeoutError,
     exception_chain,
 )
+from bestofn_core.lm.openai_format import content_text
 from bestofn_core.protocols import LMRequest, LMResponse
 from bestofn_openai_http._version import __version__
 
@@ -502,7 +503,7 @@ def _parse(content: bytes, model: str, shown_url: str) -> LMResponse | LMError:
         message = choice.get("message") if isinstance(choice, dict) else None
         if not isinstance(message, dict):
             return _invalid(model, shown_url, 'a choice has no "message" object')
-        outputs.append(_text(message.get("content")))
+        outputs.append(content_text(message.get("content")))
         reason = choice.get("finish_reason")
         finish_reasons.append(reason if isinstance(reason, str) else None)
     usage = data.get("usage")
@@ -520,18 +521,6 @@ def _parse(content: bytes, model: str, shown_url: str) -> LMResponse | LMError:
         model=answered_by if isinstance(answered_by, str) else None,
         finish_reasons=finish_reasons,
     )
-
-
-def _text(content: Any) -> str:
-    if content is None:
-        return ""  # a choice with only tool calls or a refusal has no text
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):  # content parts
-        return "".join(
-            part["text"] for part in content if isinstance(part, dict) and isinstance(part.get("text"), str)
-        )
-    return str(content)
 
 
 def _invalid(model: str, shown_url: str, problem: str) -> LMError:

@@ -66,10 +66,13 @@ SENT_AS_IS: frozenset[str] = frozenset(
 def litellm_only_reason(request: LMRequest) -> str | None:
     """Why ``request`` must go to litellm rather than the lean client, or ``None`` when it need not.
 
-    The reasons, checked in this order: a connection setting the lean client does not know, an OpenAI
+    The reasons, checked in this order: a text-completion model (``LM(..., model_type="text")``: the lean
+    client sends chat completions only), a connection setting the lean client does not know, an OpenAI
     reasoning model (``o1``, ``o3``, ``o4-mini``, ``gpt-5``, ...: litellm rewrites their parameters), a
     parameter not in ``SENT_AS_IS``, and a ``response_format`` that is not a plain JSON object.
     """
+    if request.model_type != "chat":
+        return f"model_type={request.model_type!r}"
     unknown = sorted(name for name in request.credentials if name not in ACCEPTED_CREDENTIALS)
     if unknown:
         return f"connection setting(s) {', '.join(unknown)}"
@@ -100,6 +103,8 @@ class OpenAIRoutingBackend:
 
     #: One request can return several choices (the OpenAI ``n`` parameter): true of both clients.
     supports_n = True
+    #: Text-completion models (``model_type="text"``) are sent, through litellm.
+    supports_text_completions = True
 
     def __init__(self, lean: OpenAIHTTPBackend, *, fallback: str = FALLBACK_BACKEND) -> None:
         self.lean = lean
