@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from typing import Any
 
 from bestofn_core._runner import run_in_thread
@@ -98,6 +99,16 @@ def _is_transport_failure(error: BaseException) -> bool:
     return isinstance(error, httpx.TransportError | ConnectionError | json.JSONDecodeError)
 
 
+def _is_invalid_url(error: BaseException) -> bool:
+    """A request URL the HTTP client refused before connecting (no host, a bad port, not http)."""
+    import httpx
+
+    if isinstance(error, httpx.InvalidURL | httpx.UnsupportedProtocol):
+        return True
+    aiohttp = sys.modules.get("aiohttp")  # litellm's default transport, when it is the one in use
+    return aiohttp is not None and isinstance(error, aiohttp.InvalidURL)
+
+
 def translate_error(exc: Exception, model: str) -> LMError:
     """Map a litellm/httpx exception to the kernel's error classes (transient ones are retried)."""
     litellm = _import_litellm()
@@ -107,6 +118,16 @@ def translate_error(exc: Exception, model: str) -> LMError:
     if isinstance(exc, litellm.Timeout) or status == 408:
         return LMTimeoutError(message, model=model, status_code=status)
     chain = exception_chain(exc)
+    bad_url = next((error for error in chain if _is_invalid_url(error)), None)
+    if bad_url is not None:
+        # litellm reports it as a server error (500), retried; no retry can fix a URL. The kernel checks
+        # api_base at LM(...), so this one came from the environment, where litellm looks when none is given
+        return LMRequestError(
+            f"{model}: the server URL is not valid ({type(bad_url).__name__}: {_short(bad_url)}): check "
+            "api_base, or the environment variable litellm reads when none is given (OPENAI_API_BASE or "
+            "OPENAI_BASE_URL for openai/ models, <PROVIDER>_API_BASE for others)",
+            model=model,
+        )
     if any(_is_transport_failure(error) for error in chain):
         # litellm reports these as an InternalServerError with a made-up status 500 and a message that
         # hides the cause ("Connection error."): no HTTP status was seen, so name the root cause instead

@@ -42,6 +42,7 @@ from bestofn_core.errors import (
     LMTimeoutError,
     exception_chain,
 )
+from bestofn_core.lm.endpoints import url_problem
 from bestofn_core.protocols import LMRequest, LMResponse
 from bestofn_openai_http._version import __version__
 
@@ -368,20 +369,26 @@ class OpenAIHTTPBackend:
     # ------------------------------------------------------------------ request pieces
 
     def _url(self, credentials: Mapping[str, Any]) -> tuple[str, str]:
-        base = (
-            credentials.get("api_base")
-            or credentials.get("base_url")
-            or os.environ.get("OPENAI_BASE_URL")
-            or os.environ.get("OPENAI_API_BASE")
-            or DEFAULT_API_BASE
+        source, base = next(
+            (name, value)
+            for name, value in (
+                ("api_base", credentials.get("api_base")),
+                ("base_url", credentials.get("base_url")),
+                ("OPENAI_BASE_URL", os.environ.get("OPENAI_BASE_URL")),
+                ("OPENAI_API_BASE", os.environ.get("OPENAI_API_BASE")),
+                ("the default", DEFAULT_API_BASE),
+            )
+            if value
         )
         known = self._urls.get(base) if isinstance(base, str) else None
         if known is not None:
             return known
-        if not isinstance(base, str) or not base.startswith(("http://", "https://")):
+        problem = url_problem(base)
+        if problem is not None:
+            # LM(...) checks api_base itself; a variable of the environment is only seen here
             raise ConfigurationError(
-                f"api_base must be an http:// or https:// URL such as 'http://localhost:8000/v1', got "
-                f"{_display_url(str(base))!r}. Pass LM(..., api_base=...) or set OPENAI_BASE_URL."
+                f"{source} {problem} (got {_display_url(str(base))!r}). Pass LM(..., api_base=...) or set "
+                "OPENAI_BASE_URL."
             )
         url = base.rstrip("/")
         if not url.endswith("/chat/completions"):

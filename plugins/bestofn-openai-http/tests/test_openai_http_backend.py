@@ -150,6 +150,17 @@ def test_api_key_and_base_come_from_the_environment(
     assert "authorization" not in server.requests[1].headers
 
 
+@pytest.mark.parametrize("variable", ["OPENAI_BASE_URL", "OPENAI_API_BASE"])
+@pytest.mark.parametrize("url", ["http://", "https://", "http://:80/v1", "localhost:8000/v1"])
+def test_a_bad_server_url_from_the_environment_names_the_variable(
+    server: Any, monkeypatch: pytest.MonkeyPatch, variable: str, url: str
+) -> None:
+    monkeypatch.setenv(variable, url)
+    with pytest.raises(ConfigurationError, match=rf"^{variable} must be an http:// or https:// URL"):
+        bon.LM("openai-http/test-model", api_key="sk-test", cache=False)(messages=MESSAGES)
+    assert server.requests == []
+
+
 def test_wire_model_rule() -> None:
     assert wire_model("openai-http/gpt-4o-mini") == "gpt-4o-mini"
     assert wire_model("openai-http/meta-llama/Llama-3-8B") == "meta-llama/Llama-3-8B"
@@ -380,7 +391,7 @@ def test_the_api_key_never_appears_in_errors_or_logs(
 
 
 def test_bad_input_gets_a_clear_error_naming_the_fix(make_lm: MakeLM, server: Any) -> None:
-    with pytest.raises(ConfigurationError, match="api_base must be an http"):
+    with pytest.raises(ConfigurationError, match="api_base: must be an http"):  # at LM(...), by the kernel
         make_lm(api_base="localhost:8000/v1")(messages=MESSAGES)
     with pytest.raises(ConfigurationError, match="does not stream"):
         make_lm()(messages=MESSAGES, stream=True)
