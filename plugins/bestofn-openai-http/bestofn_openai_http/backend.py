@@ -189,7 +189,7 @@ class OpenAIHTTPBackend:
             ("max_keepalive_connections", max_keepalive_connections),
             ("keepalive_expiry", keepalive_expiry),
         ):
-            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
                 raise ConfigurationError(
                     f"OpenAIHTTPBackend({name}=...) must be a positive number, got {value!r}"
                 )

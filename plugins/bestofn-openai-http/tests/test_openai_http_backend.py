@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import threading
 import time
 import traceback
@@ -176,6 +177,10 @@ def test_backend_satisfies_the_protocol_and_validates_its_arguments() -> None:
         OpenAIHTTPBackend(max_connections=0)
     with pytest.raises(ConfigurationError, match="default_timeout"):
         OpenAIHTTPBackend(default_timeout="soon")  # type: ignore[arg-type]
+    for name in ("default_timeout", "max_connections", "keepalive_expiry"):
+        for value in (math.inf, math.nan):
+            with pytest.raises(ConfigurationError, match=rf"{name}=\.\.\.\) must be a positive"):
+                OpenAIHTTPBackend(**{name: value})
 
 
 # ---------------------------------------------------------------- retries and failures
