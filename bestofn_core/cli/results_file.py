@@ -90,51 +90,35 @@ class ResultsFile:
         Raises ``ResultsWriteError`` when the line cannot be written whole and flushed: the bytes that did
         get written are removed again, and every later call raises the same error without writing.
         """
-        assert self._fd is not None, "open() the results file first"
+        fd = self._fd
+        assert fd is not None, "open() the results file first"
         line = to_json_bytes(record) + b"\n"
         with self._lock:
             if self._write_error is not None:
                 raise self._write_error
-            start = os.fstat(self._fd).st_size  # where this line begins: the file's end (O_APPEND)
+            start = os.fstat(fd).st_size  # where this line begins: the file's end (O_APPEND)
             try:
-                self._write_whole(line)
-                os.fsync(self._fd)
+                _write_whole(fd, line)
+                os.fsync(fd)
             except OSError as exc:
-                self._write_error = self._undo(start, exc)
+                self._write_error = self._undo(fd, start, exc)
                 raise self._write_error from exc
             self.records[int(record["index"])] = dict(record)
 
-    def _write_whole(self, line: bytes) -> None:
-        view = memoryview(line)
-        while view:
-            # a regular file takes a line whole, except when it hits a limit (a full disk, RLIMIT_FSIZE):
-            # then the write is short and the next one raises the reason
-            written = os.write(self._fd, view)  # type: ignore[arg-type]
-            if written <= 0:
-                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-            view = view[written:]
-
-    def _undo(self, start: int, exc: OSError) -> ResultsWriteError:
+    def _undo(self, fd: int, start: int, exc: OSError) -> ResultsWriteError:
         """Cut the file back to ``start`` (no torn line survives) and describe the failed write."""
-        undone = True
         try:
-            assert self._fd is not None
-            os.ftruncate(self._fd, start)
+            os.ftruncate(fd, start)
             with contextlib.suppress(OSError):
-                os.fsync(self._fd)
+                os.fsync(fd)
+            kept = "the results written before it are kept"
         except OSError:
-            undone = False  # the next run discards the incomplete last line instead
-        reason = exc.strerror or str(exc)
+            kept = "the next run removes the incomplete last line it left"
         code = errno.errorcode.get(exc.errno or 0)
-        kept = (
-            "the results written before it are kept"
-            if undone
-            else "the next run removes the incomplete last line it left"
-        )
         return ResultsWriteError(
-            f"cannot write the output file {self.path}: {reason}{f' ({code})' if code else ''}; the run "
-            f"stopped and {kept}: make room (or raise the file-size limit), then rerun the same command "
-            "to resume.",
+            f"cannot write the output file {self.path}: {exc.strerror or exc}{f' ({code})' if code else ''}; "
+            f"the run stopped and {kept}: make room (or raise the file-size limit), then rerun the same "
+            "command to resume."
         )
 
     def close(self) -> None:
@@ -189,9 +173,20 @@ class ResultsFile:
             # the temporary file is an implementation detail: name what the user can fix
             raise UsageError(
                 f"--retry-failed rewrites {self.path} through a new file in its directory "
-                f"{self.path.parent or '.'}, which failed: {exc.strerror or exc}; make that directory "
+                f"{self.path.parent}, which failed: {exc.strerror or exc}; make that directory "
                 "writable (or free space in it) and rerun."
             ) from exc
+
+
+def _write_whole(fd: int, line: bytes) -> None:
+    view = memoryview(line)
+    while view:
+        # a regular file takes a line whole, except at a limit (a full disk, RLIMIT_FSIZE): then the write
+        # is short and the next one raises the reason
+        written = os.write(fd, view)
+        if written <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        view = view[written:]
 
 
 def to_json_bytes(value: Any) -> bytes:
