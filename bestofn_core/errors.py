@@ -241,6 +241,13 @@ class RewardError(BestOfNCoreError, ValueError):
     """A reward function returned something that is not a finite number (a bug in the reward)."""
 
 
+class SelectionPolicyError(BestOfNCoreError, TypeError):
+    """A selection policy's ``select()`` returned something other than a successful candidate it was given.
+
+    A bug in the policy: the message names the policy and what it returned.
+    """
+
+
 class RewardTimeoutError(BestOfNCoreError, TimeoutError):
     """A reward function ran longer than BestOfN's ``reward_timeout``: that attempt failed.
 

@@ -87,3 +87,14 @@ def lm(make_lm: Callable[..., bon.LM]) -> bon.LM:
     model = make_lm()
     bon.configure(lm=model)
     return model
+
+
+@pytest.fixture
+def cli_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """For ``bestofn`` commands: no configuration file or LM from the developer's machine, a key litellm
+    accepts, and a test-local response cache (inherited by subprocesses)."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.delenv("BESTOFN_CONFIG", raising=False)
+    monkeypatch.delenv("BESTOFN_LM", raising=False)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-cli-test")
+    monkeypatch.setenv("BESTOFN_CACHE_DIR", str(tmp_path / "cache"))

@@ -27,16 +27,7 @@ from bestofn_core.testing.openai_server import OpenAICompatServer, ReceivedReque
 
 SIGNATURE = "question -> answer"
 QUESTION = "question=What is the capital of Belgium?"
-
-
-@pytest.fixture(autouse=True)
-def cli_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No configuration file or LM from the developer's machine; a key litellm accepts."""
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    monkeypatch.delenv("BESTOFN_CONFIG", raising=False)
-    monkeypatch.delenv("BESTOFN_LM", raising=False)
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-cli-test")
-    monkeypatch.setenv("BESTOFN_CACHE_DIR", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("cli_environment")
 
 
 @pytest.fixture
@@ -269,7 +260,10 @@ def test_debug_shows_the_traceback(run_cli: Callable[..., tuple[int, str, str]])
     ("lines", "message"),
     [
         (['{"question": "a"}', "{not json"], "line 2: not valid JSON"),
-        (['["a"]'], "line 1: expected a JSON object of input fields, got a JSON list"),
+        (
+            ['["a"]'],
+            'line 1: expected a JSON object of input fields such as {"question": "..."}, got an array',
+        ),
         (['{"question": "a"}', "", '{"query": "b"}'], "line 3: unknown input field(s) 'query'"),
         (["", ""], "has no examples"),
     ],

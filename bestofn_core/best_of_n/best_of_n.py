@@ -30,14 +30,19 @@ logger = logging.getLogger(__name__)
 
 Sampling = Literal["per_rollout", "batched"]
 
+#: The most attempts one BestOfN call may make. Attempts start as slots free up, so a large N costs only
+#: what a call uses; the bound keeps a typo (``N=10**7``) from building a call that cannot finish, and
+#: keeps every candidate of a call in memory affordable.
+MAX_N = 10_000
+
 
 class BestOfNArguments(BaseModel):
     """BestOfN's checked configuration (pydantic names the bad field)."""
 
     model_config = ConfigDict(strict=True, extra="forbid")
 
-    #: Number of attempts.
-    N: int = Field(ge=1)
+    #: Number of attempts (at most ``MAX_N``).
+    N: int = Field(ge=1, le=MAX_N)
     #: Stop at the first rollout whose reward reaches this; ``None`` never stops early.
     threshold: float | None = None
     #: Failures tolerated per call; one more raises. ``None``: N (the call raises only if all fail).
@@ -47,7 +52,7 @@ class BestOfNArguments(BaseModel):
     #: ``"per_rollout"``: one request per attempt; ``"batched"``: one request for N choices.
     sampling: Sampling = "per_rollout"
     #: The temperature every attempt samples at (it wins over a predictor-level temperature).
-    temperature: float = Field(default=1.0, ge=0)
+    temperature: float = Field(default=1.0, ge=0, allow_inf_nan=False)
     #: Seconds one reward call may take before its attempt fails; ``None``: no limit.
     reward_timeout: float | None = Field(default=None, gt=0)
 
@@ -64,7 +69,7 @@ class BestOfN(Module):
 
     Args:
         module: the program to sample.
-        N: how many attempts at most.
+        N: how many attempts at most (1 to ``MAX_N``, 10,000).
         reward_fn: ``reward_fn(inputs: dict, prediction) -> float``, sync or async, a Module (an LM
             judge), or a ``"plugin:name"`` reference to a registered reward.
         threshold: stop at the first rollout (in rollout order) whose reward is at least this.
@@ -146,7 +151,11 @@ class BestOfN(Module):
         lm = self._base_lm()
         start = int(lm.kwargs.get("rollout_id") or 0)
         outcome = Outcome(
-            self.N, self.N if self.fail_count is None else self.fail_count, self.threshold, self.policy
+            self.N,
+            self.N if self.fail_count is None else self.fail_count,
+            self.threshold,
+            self.policy,
+            self.policy_ref,
         )
         if self.sampling == "batched":
             await self._run_batched(lm, start, kwargs, outcome)
@@ -171,38 +180,37 @@ class BestOfN(Module):
         return lm
 
     async def _run_per_rollout(self, lm: Any, start: int, inputs: dict[str, Any], outcome: Outcome) -> None:
-        slots = asyncio.Semaphore(self.concurrency or self.N)
-        tasks: list[asyncio.Task[None]] = []
+        """Start attempts in rollout order as slots free up, until the outcome is settled or N have run.
 
-        def cancel_the_others() -> None:
-            current = asyncio.current_task()
-            for task in tasks:
-                if task is not current:
-                    task.cancel()
-
-        async def attempt(index: int) -> None:
-            async with slots:
-                if outcome.settled:
-                    return
-                try:
-                    candidate = await self._attempt(index, start + index, lm, inputs)
-                except Exception:
-                    cancel_the_others()  # a RewardError ends the call at once: start no other attempt
-                    raise
-                # decide while still holding the slot, so a sequential run never starts a needless attempt
-                outcome.add(candidate)
-                if outcome.settled:
-                    cancel_the_others()
-
-        tasks.extend(asyncio.ensure_future(attempt(index)) for index in range(self.N))
+        An attempt is created only when a slot is free, so an early stop costs the attempts that ran,
+        whatever N is; and it is judged before the next one starts (``concurrency=1`` starts no needless
+        attempt). Once the call is settled, or a reward raises ``RewardError``, the attempts still running
+        are cancelled and awaited: none outlives the call.
+        """
+        slots = self.concurrency or self.N
+        running: set[asyncio.Task[Candidate]] = set()
+        finished: asyncio.Queue[asyncio.Task[Candidate]] = asyncio.Queue()
+        started = 0
         try:
-            results = await asyncio.gather(*tasks, return_exceptions=True)
+            while not outcome.settled:
+                while started < self.N and len(running) < slots:
+                    task = asyncio.ensure_future(self._attempt(started, start + started, lm, inputs))
+                    task.add_done_callback(finished.put_nowait)
+                    running.add(task)
+                    started += 1
+                if not running:
+                    return
+                done = [await finished.get()]
+                while not finished.empty():
+                    done.append(finished.get_nowait())
+                for task in done:
+                    running.discard(task)
+                    outcome.add(task.result())  # a RewardError ends the call at once
         finally:
-            for task in tasks:
+            for task in running:
                 task.cancel()
-        for result in results:
-            if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
-                raise result
+            if running:
+                await asyncio.gather(*running, return_exceptions=True)
 
     async def _attempt(self, index: int, rollout_id: int, lm: Any, inputs: dict[str, Any]) -> Candidate:
         attempt_lm = self._attempt_lm(lm, rollout_id)

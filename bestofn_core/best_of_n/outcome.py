@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from bestofn_core.best_of_n.candidates import Candidate
-from bestofn_core.errors import BestOfNError
+from bestofn_core.errors import BestOfNError, SelectionPolicyError
 
 
 class Outcome:
@@ -21,13 +21,22 @@ class Outcome:
         fail_budget: how many failures are tolerated; one more raises.
         threshold: passed to the policy's ``should_stop``.
         policy: the selection policy (``should_stop`` and ``select``).
+        policy_name: how errors name the policy (its ``"plugin:name"`` reference, when it has one).
     """
 
-    def __init__(self, total: int, fail_budget: int, threshold: float | None, policy: Any) -> None:
+    def __init__(
+        self,
+        total: int,
+        fail_budget: int,
+        threshold: float | None,
+        policy: Any,
+        policy_name: str | None = None,
+    ) -> None:
         self.total = total
         self.fail_budget = fail_budget
         self.threshold = threshold
         self.policy = policy
+        self.policy_name = policy_name
         self.considered: list[Candidate] = []
         self.winner: Candidate | None = None
         self.error: BestOfNError | None = None
@@ -56,13 +65,32 @@ class Outcome:
                     )
                     return
             elif self.policy.should_stop(self.considered, self.threshold):
-                self.winner = self.policy.select(self.considered)
+                self.winner = self._select()
                 return
         if len(self.considered) == self.total and not self.settled:
             if any(c.ok for c in self.considered):
-                self.winner = self.policy.select(self.considered)
+                self.winner = self._select()
             else:
                 self.error = self._failure(f"all {self.total} attempts failed")
+
+    def _select(self) -> Candidate:
+        """The policy's choice, checked: one of the considered candidates, and a successful one."""
+        chosen = self.policy.select(self.considered)
+        if isinstance(chosen, Candidate) and any(chosen is c for c in self.considered) and chosen.ok:
+            return chosen
+        if not isinstance(chosen, Candidate):
+            what = f"{chosen!r:.80}"
+        elif not any(chosen is c for c in self.considered):
+            what = f"{chosen!r:.80}..., which is not one of them (a copy, or another call's)"
+        else:
+            cause = f"{type(chosen.error).__name__}: {chosen.error}" if chosen.error else "no reward"
+            what = f"a failed attempt (rollout {chosen.rollout_id}: {cause:.80})"
+        kind = type(self.policy).__name__
+        name = f"{self.policy_name!r} ({kind})" if self.policy_name else kind
+        raise SelectionPolicyError(
+            f"The selection policy {name}: select() returned {what}; it must return one of the "
+            "successful candidates it was given (a Candidate whose .ok is true)."
+        )
 
     def fail(self, summary: str, candidates: list[Candidate]) -> None:
         """Settle the call as failed, for failures found outside the rollout-order prefix."""

@@ -2,23 +2,36 @@
 
 Each finished example is one line, written with a single ``write`` to a file opened ``O_APPEND`` and then
 ``fsync``-ed, so a line is either wholly on disk or not at all: a kill (SIGTERM, SIGKILL, power loss) can
-at worst leave an incomplete last line, which the next run discards before appending. Rerunning with the
-same output file skips every example already recorded, so nothing is lost and nothing is written twice.
+at worst leave an incomplete last line, which the next run discards before appending. A write that fails
+(a full disk, a file-size limit) is undone, cut back to the last whole line, and every later append is
+refused, so the run stops instead of reporting results it could not keep. Rerunning with the same output
+file skips every example already recorded, so nothing is lost and nothing is written twice.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
-import tempfile
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
 from bestofn_core.cli.run_config import UsageError
+from bestofn_core.errors import BestOfNCoreError
+from bestofn_core.files import atomic_write
 
-__all__ = ["ResultsFile", "to_json_bytes"]
+__all__ = ["ResultsFile", "ResultsWriteError", "to_json_bytes"]
+
+
+class ResultsWriteError(BestOfNCoreError):
+    """A result line could not be written (disk full, file too large, I/O error): the run must stop.
+
+    The line was not kept (the file was cut back to its last whole line), and no later line is written.
+    """
 
 
 class ResultsFile:
@@ -35,6 +48,9 @@ class ResultsFile:
         self.records: dict[int, dict[str, Any]] = {}
         self.discarded_bytes = 0
         self._fd: int | None = None
+        # appends come from several worker threads; one at a time, so a failed one can be undone alone
+        self._lock = threading.Lock()
+        self._write_error: ResultsWriteError | None = None
 
     @classmethod
     def open(
@@ -69,14 +85,41 @@ class ResultsFile:
         return results
 
     def append(self, record: Mapping[str, Any]) -> None:
-        """Write ``record`` as one line, durably (one ``write``, then ``fsync``)."""
-        assert self._fd is not None, "open() the results file first"
+        """Write ``record`` as one line, durably (one ``write``, then ``fsync``).
+
+        Raises ``ResultsWriteError`` when the line cannot be written whole and flushed: the bytes that did
+        get written are removed again, and every later call raises the same error without writing.
+        """
+        fd = self._fd
+        assert fd is not None, "open() the results file first"
         line = to_json_bytes(record) + b"\n"
-        written = os.write(self._fd, line)
-        while written < len(line):  # a regular file takes it whole; finish a short write all the same
-            written += os.write(self._fd, line[written:])
-        os.fsync(self._fd)
-        self.records[int(record["index"])] = dict(record)
+        with self._lock:
+            if self._write_error is not None:
+                raise self._write_error
+            start = os.fstat(fd).st_size  # where this line begins: the file's end (O_APPEND)
+            try:
+                _write_whole(fd, line)
+                os.fsync(fd)
+            except OSError as exc:
+                self._write_error = self._undo(fd, start, exc)
+                raise self._write_error from exc
+            self.records[int(record["index"])] = dict(record)
+
+    def _undo(self, fd: int, start: int, exc: OSError) -> ResultsWriteError:
+        """Cut the file back to ``start`` (no torn line survives) and describe the failed write."""
+        try:
+            os.ftruncate(fd, start)
+            with contextlib.suppress(OSError):
+                os.fsync(fd)
+            kept = "the results written before it are kept"
+        except OSError:
+            kept = "the next run removes the incomplete last line it left"
+        code = errno.errorcode.get(exc.errno or 0)
+        return ResultsWriteError(
+            f"cannot write the output file {self.path}: {exc.strerror or exc}{f' ({code})' if code else ''}; "
+            f"the run stopped and {kept}: make room (or raise the file-size limit), then rerun the same "
+            "command to resume."
+        )
 
     def close(self) -> None:
         """Close the file (idempotent)."""
@@ -120,18 +163,30 @@ class ResultsFile:
 
     def _rewrite(self) -> None:
         # a new file beside the old one, then an atomic rename: a kill leaves either file, never half of one
-        directory = self.path.parent
-        fd, temporary = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=directory)
+        def write(file: BinaryIO) -> None:
+            for index in sorted(self.records):
+                file.write(to_json_bytes(self.records[index]) + b"\n")
+
         try:
-            with os.fdopen(fd, "wb") as file:
-                for index in sorted(self.records):
-                    file.write(to_json_bytes(self.records[index]) + b"\n")
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, self.path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+            atomic_write(self.path, write)
+        except OSError as exc:
+            # the temporary file is an implementation detail: name what the user can fix
+            raise UsageError(
+                f"--retry-failed rewrites {self.path} through a new file in its directory "
+                f"{self.path.parent}, which failed: {exc.strerror or exc}; make that directory "
+                "writable (or free space in it) and rerun."
+            ) from exc
+
+
+def _write_whole(fd: int, line: bytes) -> None:
+    view = memoryview(line)
+    while view:
+        # a regular file takes a line whole, except at a limit (a full disk, RLIMIT_FSIZE): then the write
+        # is short and the next one raises the reason
+        written = os.write(fd, view)
+        if written <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        view = view[written:]
 
 
 def to_json_bytes(value: Any) -> bytes:

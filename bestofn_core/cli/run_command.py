@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import signal
 import sys
@@ -120,6 +121,13 @@ def add_run_command(commands: Any) -> None:
     files.add_argument(
         "--retry-failed", action="store_true", help="run the failed examples of --output again"
     )
+    files.add_argument(
+        "--straggler-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="with --input: once few examples remain, give one still running after SECONDS a second try "
+        "(the first to finish is kept; default 120, 0 never)",
+    )
     shown = parser.add_argument_group("output")
     shown.add_argument("--json", action="store_true", help="print a JSON document with every candidate")
     shown.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
@@ -212,6 +220,14 @@ def _check_combination(args: argparse.Namespace) -> None:
         raise UsageError("--output must be another file than --input.")
     if args.num_threads is not None and args.num_threads < 1:
         raise UsageError(f"--num-threads must be at least 1, not {args.num_threads}.")
+    if args.straggler_timeout is not None:
+        if not args.input:
+            raise UsageError("--straggler-timeout applies to a file of examples; give --input and --output.")
+        if not 0 <= args.straggler_timeout < math.inf:
+            raise UsageError(
+                f"--straggler-timeout must be a number of seconds, 0 or more (0: never), not "
+                f"{args.straggler_timeout}."
+            )
 
 
 def _build_lm(choice: LMChoice, args: argparse.Namespace) -> Any:

@@ -166,15 +166,25 @@ def read_input_file(path: Path, signature: Any) -> list[dict[str, Any]]:
                 '{"question": "..."}.'
             ) from exc
         if not isinstance(value, dict):
+            shape = ", ".join(f'"{name}": "..."' for name in signature.input_fields)
             raise UsageError(
-                f"{path}, line {number}: expected a JSON object of input fields, got a JSON "
-                f"{type(value).__name__}."
+                f"{path}, line {number}: expected a JSON object of input fields such as {{{shape}}}, got "
+                f"{_json_kind(value)}."
             )
         _check_fields(signature, value.keys(), f"{path}, line {number}: ")
         examples.append(value)
     if not examples:
         raise UsageError(f"the input file {path} has no examples; write one JSON object per line.")
     return examples
+
+
+def _json_kind(value: Any) -> str:
+    """What a parsed JSON value is, in JSON's words (``null``, ``an array``), not Python's."""
+    if value is None or isinstance(value, bool):
+        return orjson.dumps(value).decode()
+    if isinstance(value, int | float):
+        return f"the number {orjson.dumps(value).decode()}"
+    return "a string" if isinstance(value, str) else "an array"
 
 
 def _check_fields(signature: Any, given: Any, where: str) -> None:

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import sys
+import warnings
 from typing import Any
 
 from bestofn_core._runner import run_in_thread
@@ -23,9 +26,21 @@ from bestofn_core.errors import (
     exception_chain,
 )
 from bestofn_core.hookspecs import hookimpl
+from bestofn_core.lm.credentials import is_secret
 from bestofn_core.protocols import LMRequest, LMResponse
 
 _litellm: Any = None
+
+#: ``litellm.acompletion`` builds each request in a worker thread (``loop.run_in_executor``) and then awaits
+#: the coroutine that thread returns: its dispatch method (``OpenAIChatCompletion.acompletion``,
+#: ``BaseLLMHTTPHandler.async_completion``, ...). An attempt cancelled during that step (BestOfN's early
+#: stop, a deadline, a batch stopping) leaves that coroutine unstarted: no request was sent and nothing
+#: leaks, but Python warns "coroutine ... was never awaited" when it is collected, and nothing outside
+#: litellm can reach it to close it. Those warnings, and only those (litellm's dispatch methods, by
+#: name), are silenced.
+UNSTARTED_DISPATCH_WARNING = (
+    r"coroutine '([\w<>]+\.)*(acompletion\w*|_?async_completion|async_streaming)' was never awaited"
+)
 
 
 def _import_litellm() -> Any:
@@ -51,6 +66,7 @@ class LiteLLMBackend:
         """Send ``request`` through litellm and translate its errors into the kernel's."""
         # the first import takes seconds: do it off the event loop so other tasks keep running
         litellm = _litellm if _litellm is not None else await run_in_thread(_import_litellm)
+        _ignore_unstarted_dispatch_warnings()
         extra: dict[str, Any] = {}
         if request.timeout is not None:
             extra["timeout"] = request.timeout
@@ -110,6 +126,18 @@ def _choice_text(choice: Any) -> str:
     return choice.get("text") or ""
 
 
+def _ignore_unstarted_dispatch_warnings() -> None:
+    """Install the filter for ``UNSTARTED_DISPATCH_WARNING`` unless it is there.
+
+    Checked on each request, not once: ``warnings.catch_warnings()`` blocks (pytest runs every test in
+    one) restore the filter list on exit, dropping a filter added inside them.
+    """
+    for action, message, *_ in warnings.filters:
+        if action == "ignore" and getattr(message, "pattern", None) == UNSTARTED_DISPATCH_WARNING:
+            return
+    warnings.filterwarnings("ignore", message=UNSTARTED_DISPATCH_WARNING, category=RuntimeWarning)
+
+
 def _retry_after(exc: Exception) -> float | None:
     response = getattr(exc, "response", None)
     headers = getattr(response, "headers", None) or {}
@@ -138,6 +166,16 @@ def _is_local_failure(error: BaseException) -> bool:
     return type(error).__module__ == "builtins" and not isinstance(error, OSError)
 
 
+def _is_invalid_url(error: BaseException) -> bool:
+    """A request URL the HTTP client refused before connecting (no host, a bad port, not http)."""
+    import httpx
+
+    if isinstance(error, httpx.InvalidURL | httpx.UnsupportedProtocol):
+        return True
+    aiohttp = sys.modules.get("aiohttp")  # litellm's default transport, when it is the one in use
+    return aiohttp is not None and isinstance(error, aiohttp.InvalidURL)
+
+
 def translate_error(exc: Exception, model: str) -> LMError:
     """Map a litellm/httpx exception to the kernel's error classes (transient ones are retried)."""
     litellm = _import_litellm()
@@ -147,6 +185,20 @@ def translate_error(exc: Exception, model: str) -> LMError:
     if isinstance(exc, litellm.Timeout) or status == 408:
         return LMTimeoutError(message, model=model, status_code=status)
     chain = exception_chain(exc)
+    if any(_MISSING_KEY.search(str(error)) for error in chain):
+        # litellm reports a key it could not find as a server error (500) or a connection error, both
+        # retried with backoff; no retry can find it, so fail at once and say which variable to set
+        return LMAuthenticationError(_missing_key_message(model, exc), model=model, status_code=status)
+    bad_url = next((error for error in chain if _is_invalid_url(error)), None)
+    if bad_url is not None:
+        # litellm reports it as a server error (500), retried; no retry can fix a URL. The kernel checks
+        # api_base at LM(...), so this one came from the environment, where litellm looks when none is given
+        return LMRequestError(
+            f"{model}: the server URL is not valid ({type(bad_url).__name__}: {_short(bad_url)}): check "
+            "api_base, or the environment variable litellm reads when none is given (OPENAI_API_BASE or "
+            "OPENAI_BASE_URL for openai/ models, <PROVIDER>_API_BASE for others)",
+            model=model,
+        )
     if any(_is_transport_failure(error) for error in chain):
         # litellm reports these as an InternalServerError with a made-up status 500 and a message that
         # hides the cause ("Connection error."): no HTTP status was seen, so name the root cause instead
@@ -180,6 +232,27 @@ def translate_error(exc: Exception, model: str) -> LMError:
     if status is not None and 400 <= status < 500:
         return LMRequestError(message, model=model, status_code=status)
     return LMConnectionError(message, model=model, status_code=status)
+
+
+#: How litellm and the clients it wraps say that no API key was found (OpenAI's client: "Missing
+#: credentials", "The api_key client option must be set"; Anthropic: "Missing Anthropic API Key"; Gemini:
+#: "Missing Gemini API key").
+_MISSING_KEY = re.compile(
+    r"\bmissing (\w+ )*(api[ _-]?key|credentials)\b|api_key client option must be set", re.I
+)
+
+
+def _missing_key_message(model: str, exc: Exception) -> str:
+    try:
+        wanted = _import_litellm().validate_environment(model).get("missing_keys") or []
+    except Exception:  # an unknown provider: say what litellm said
+        wanted = []
+    variables = [name for name in wanted if isinstance(name, str) and is_secret(name)]
+    where = f"litellm reads {' / '.join(variables)} from the environment" if variables else "none was given"
+    return (
+        f"{model}: no API key ({where}): set it, or pass LM(..., api_key=...); a local server that checks "
+        f'no key accepts any, e.g. api_key="none". ({type(exc).__name__}: {" ".join(_short(exc).split())})'
+    )
 
 
 def _unknown_provider_message(model: str) -> str:

@@ -18,7 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from bestofn_core._runner import run_in_thread, run_sync
-from bestofn_core._validation import validate_arguments
+from bestofn_core._validation import check_finite, validate_arguments
 from bestofn_core.errors import LMError, LMServerError, LMTimeoutError, LMTransientError
 from bestofn_core.lm.cache import get_cache, request_key
 from bestofn_core.lm.credentials import (
@@ -29,6 +29,7 @@ from bestofn_core.lm.credentials import (
     split_kwargs,
     without_secrets,
 )
+from bestofn_core.lm.endpoints import check_server_urls
 from bestofn_core.lm.history import pretty_print_history, record
 from bestofn_core.lm.limiter import request_slot
 from bestofn_core.lm.log_masking import install_log_masking
@@ -64,7 +65,7 @@ class LMArguments(BaseModel):
     #: ``"chat"`` (chat completions) or ``"text"`` (text completions, as DSPy sends them).
     model_type: Literal["chat", "text"] = "chat"
     #: Sampling temperature (``None``: the provider's default).
-    temperature: float | None = Field(default=None, ge=0)
+    temperature: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     #: Maximum tokens per completion.
     max_tokens: int | None = Field(default=None, gt=0)
     #: Whether responses are cached (memory and disk).
@@ -73,11 +74,11 @@ class LMArguments(BaseModel):
     num_retries: int = Field(default=3, ge=0)
     #: Seconds before a request counts as failed: the backend's own timeout, and (plus a grace period, see
     #: ``request_deadline``) the kernel's bound on the whole request.
-    timeout: float | None = Field(default=None, gt=0)
+    timeout: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     #: First retry delay in seconds (doubled each retry, with jitter), unless the server sent Retry-After.
-    retry_base_delay: float = Field(default=0.5, ge=0)
+    retry_base_delay: float = Field(default=0.5, ge=0, allow_inf_nan=False)
     #: Longest delay between retries, Retry-After included.
-    retry_max_delay: float = Field(default=30.0, ge=0)
+    retry_max_delay: float = Field(default=30.0, ge=0, allow_inf_nan=False)
 
 
 class BaseLM:
@@ -108,6 +109,10 @@ class BaseLM:
             that trickles bytes cannot hold a call past it. ``None``: the backend's default, no bound.
         **kwargs: more request parameters (``n``, ``top_p``, ``rollout_id``, ...) and connection settings
             (``api_key``, ``api_base``). Secrets are never cached, saved, logged or put in history.
+
+    Numbers that are not finite (``inf``, ``nan``, anywhere in a parameter) and an ``api_base`` or
+    ``base_url`` that is not an http(s) URL with a host raise ``ConfigurationError`` naming the
+    parameter, here, in ``copy`` and in a call: they cannot be sent.
     """
 
     def __init__(
@@ -123,9 +128,10 @@ class BaseLM:
         retry_max_delay: float = 30.0,
         **kwargs: Any,
     ) -> None:
+        what = f"{type(self).__name__}(...)"
         checked = validate_arguments(
             LMArguments,
-            f"{type(self).__name__}(...)",
+            what,
             model=model,
             model_type=model_type,
             temperature=temperature,
@@ -136,6 +142,8 @@ class BaseLM:
             retry_base_delay=retry_base_delay,
             retry_max_delay=retry_max_delay,
         )
+        check_finite(what, kwargs)
+        check_server_urls(what, kwargs)
         self.model = checked.model
         self.model_type = checked.model_type
         self.cache = checked.cache
@@ -239,6 +247,8 @@ class BaseLM:
         use_cache = bool(merged.pop("cache", self.cache))
         rollout_id = merged.pop("rollout_id", None)
         params, credentials = split_kwargs(merged)
+        # a call's own kwargs, or kwargs changed behind the constructor's back, are checked here
+        check_finite(f"a call of {type(self).__name__}({self.model!r})", params)
         # the backend gets its own copy: what it changes in place (litellm writes the key into
         # model_list entries) never reaches the LM's settings, history or saved files
         request = LMRequest(
@@ -375,8 +385,12 @@ class BaseLM:
     def copy(self, **kwargs: Any) -> BaseLM:
         """A copy with attributes (``model``, ``cache``, ...) or kwargs changed; ``None`` removes a kwarg.
 
-        The copy has an empty history and shares the backend and the cache.
+        The copy has an empty history and shares the backend and the cache. Values are checked as in the
+        constructor (numbers must be finite, ``api_base`` a server URL).
         """
+        what = f"{type(self).__name__}.copy(...)"
+        check_finite(what, kwargs)
+        check_server_urls(what, kwargs)
         # not copy.copy: that goes through __getstate__, which drops secrets meant for pickles only
         new = object.__new__(type(self))
         new.__dict__.update(self.__dict__)

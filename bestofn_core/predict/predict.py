@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from bestofn_core._runner import run_sync
-from bestofn_core._validation import validate_arguments
+from bestofn_core._validation import check_finite, validate_arguments
 from bestofn_core.errors import ConfigurationError, SignatureError
 from bestofn_core.lm.credentials import without_secrets
 from bestofn_core.lm.lm import lm_from_state
@@ -30,19 +30,20 @@ _CALL_OPTIONS = ("signature", "demos", "config", "lm")
 class PredictConfig(BaseModel):
     """The checked common LM parameters of ``Predict(signature, **config)`` (pydantic names the bad field).
 
-    Other parameters pass through to the LM unchecked: providers accept parameters of their own.
+    Other parameters pass through to the LM unchecked, but for numbers, which must be finite: providers
+    accept parameters of their own.
     """
 
     model_config = ConfigDict(strict=True, extra="allow")
 
     #: Sampling temperature of this predictor's calls.
-    temperature: float | None = Field(default=None, ge=0)
+    temperature: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     #: Most tokens per completion.
     max_tokens: int | None = Field(default=None, gt=0)
     #: Completions per call.
     n: int | None = Field(default=None, ge=1)
     #: Nucleus sampling mass.
-    top_p: float | None = Field(default=None, ge=0, le=1)
+    top_p: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)
     #: The rollout id of this predictor's calls (keys the cache, never sent).
     rollout_id: int | None = None
 
@@ -65,6 +66,7 @@ class Predict(Module, Parameter):
         self.stage = uuid.uuid4().hex[:8]
         self.signature: type[Signature] = ensure_signature(signature)
         validate_arguments(PredictConfig, f"{type(self).__name__}(...)", **config)
+        check_finite(f"{type(self).__name__}(...)", config)
         self.config: dict[str, Any] = config
         self.reset()
 

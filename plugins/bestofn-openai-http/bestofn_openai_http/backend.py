@@ -42,6 +42,7 @@ from bestofn_core.errors import (
     LMTimeoutError,
     exception_chain,
 )
+from bestofn_core.lm.endpoints import url_problem
 from bestofn_core.lm.openai_format import content_text
 from bestofn_core.protocols import LMRequest, LMResponse
 from bestofn_openai_http._version import __version__
@@ -189,7 +190,7 @@ class OpenAIHTTPBackend:
             ("max_keepalive_connections", max_keepalive_connections),
             ("keepalive_expiry", keepalive_expiry),
         ):
-            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
                 raise ConfigurationError(
                     f"OpenAIHTTPBackend({name}=...) must be a positive number, got {value!r}"
                 )
@@ -369,20 +370,26 @@ class OpenAIHTTPBackend:
     # ------------------------------------------------------------------ request pieces
 
     def _url(self, credentials: Mapping[str, Any]) -> tuple[str, str]:
-        base = (
-            credentials.get("api_base")
-            or credentials.get("base_url")
-            or os.environ.get("OPENAI_BASE_URL")
-            or os.environ.get("OPENAI_API_BASE")
-            or DEFAULT_API_BASE
+        source, base = next(
+            (name, value)
+            for name, value in (
+                ("api_base", credentials.get("api_base")),
+                ("base_url", credentials.get("base_url")),
+                ("OPENAI_BASE_URL", os.environ.get("OPENAI_BASE_URL")),
+                ("OPENAI_API_BASE", os.environ.get("OPENAI_API_BASE")),
+                ("the default", DEFAULT_API_BASE),
+            )
+            if value
         )
         known = self._urls.get(base) if isinstance(base, str) else None
         if known is not None:
             return known
-        if not isinstance(base, str) or not base.startswith(("http://", "https://")):
+        problem = url_problem(base)
+        if problem is not None:
+            # LM(...) checks api_base itself; a variable of the environment is only seen here
             raise ConfigurationError(
-                f"api_base must be an http:// or https:// URL such as 'http://localhost:8000/v1', got "
-                f"{_display_url(str(base))!r}. Pass LM(..., api_base=...) or set OPENAI_BASE_URL."
+                f"{source} {problem} (got {_display_url(str(base))!r}). Pass LM(..., api_base=...) or set "
+                "OPENAI_BASE_URL."
             )
         url = base.rstrip("/")
         if not url.endswith("/chat/completions"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import threading
 import time
 import traceback
@@ -150,6 +151,17 @@ def test_api_key_and_base_come_from_the_environment(
     assert "authorization" not in server.requests[1].headers
 
 
+@pytest.mark.parametrize("variable", ["OPENAI_BASE_URL", "OPENAI_API_BASE"])
+@pytest.mark.parametrize("url", ["http://", "https://", "http://:80/v1", "localhost:8000/v1"])
+def test_a_bad_server_url_from_the_environment_names_the_variable(
+    server: Any, monkeypatch: pytest.MonkeyPatch, variable: str, url: str
+) -> None:
+    monkeypatch.setenv(variable, url)
+    with pytest.raises(ConfigurationError, match=rf"^{variable} must be an http:// or https:// URL"):
+        bon.LM("openai-http/test-model", api_key="sk-test", cache=False)(messages=MESSAGES)
+    assert server.requests == []
+
+
 def test_wire_model_rule() -> None:
     assert wire_model("openai-http/gpt-4o-mini") == "gpt-4o-mini"
     assert wire_model("openai-http/meta-llama/Llama-3-8B") == "meta-llama/Llama-3-8B"
@@ -165,6 +177,10 @@ def test_backend_satisfies_the_protocol_and_validates_its_arguments() -> None:
         OpenAIHTTPBackend(max_connections=0)
     with pytest.raises(ConfigurationError, match="default_timeout"):
         OpenAIHTTPBackend(default_timeout="soon")  # type: ignore[arg-type]
+    for name in ("default_timeout", "max_connections", "keepalive_expiry"):
+        for value in (math.inf, math.nan):
+            with pytest.raises(ConfigurationError, match=rf"{name}=\.\.\.\) must be a positive"):
+                OpenAIHTTPBackend(**{name: value})
 
 
 # ---------------------------------------------------------------- retries and failures
@@ -380,7 +396,7 @@ def test_the_api_key_never_appears_in_errors_or_logs(
 
 
 def test_bad_input_gets_a_clear_error_naming_the_fix(make_lm: MakeLM, server: Any) -> None:
-    with pytest.raises(ConfigurationError, match="api_base must be an http"):
+    with pytest.raises(ConfigurationError, match="api_base: must be an http"):  # at LM(...), by the kernel
         make_lm(api_base="localhost:8000/v1")(messages=MESSAGES)
     with pytest.raises(ConfigurationError, match="does not stream"):
         make_lm()(messages=MESSAGES, stream=True)
