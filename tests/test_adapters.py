@@ -30,7 +30,10 @@ CHAT_CLOSING_ONE = (
 
 class ScriptedLM:
     """A fake LM: answers each call with the next scripted reply (a string, a list of strings, or an
-    exception to raise) and records every call's messages and keyword arguments."""
+    exception to raise) and records every call's messages and keyword arguments. It accepts a
+    ``response_format`` (JSON mode), but no JSON schema."""
+
+    supported_params = frozenset({"response_format", "temperature", "n"})
 
     def __init__(self, *replies: str | list[str] | BaseException) -> None:
         self.replies = list(replies)
@@ -102,8 +105,8 @@ def test_chat_format_system_and_user_messages() -> None:
     assert [m["role"] for m in messages] == ["system", "user"]
     system = messages[0]["content"]
     assert system.startswith(
-        "Your input fields are:\n1. `question` (str)\n"
-        "Your output fields are:\n1. `reasoning` (str)\n2. `answer` (str): often between 1 and 5 words\n"
+        "Your input fields are:\n1. `question` (str):\n"
+        "Your output fields are:\n1. `reasoning` (str): \n2. `answer` (str): often between 1 and 5 words\n"
         "All interactions will be structured in the following way, with the appropriate values filled in.\n\n"
         "[[ ## question ## ]]\n{question}\n\n[[ ## reasoning ## ]]\n{reasoning}\n\n"
         "[[ ## answer ## ]]\n{answer}\n\n[[ ## completed ## ]]\n"
@@ -132,7 +135,8 @@ def test_chat_format_describes_typed_outputs() -> None:
     system, user = (m["content"] for m in ChatAdapter().format(sig, [], {"q": "x"}))
     assert "{n}        # note: the value you produce must be a single int value" in system
     assert (
-        '# note: the value you produce must adhere to the JSON schema: {"items": {"type": "string"}' in system
+        "# note: the value you produce must adhere to the JSON schema: "
+        '{"type": "array", "items": {"type": "string"}' in system
     )
     assert "must exactly match (no extra characters) one of: x; y" in system
     assert "must be True or False" in system
@@ -168,10 +172,10 @@ def test_chat_format_demos_complete_and_incomplete() -> None:
     )
     assert incomplete_assistant == (
         "[[ ## reasoning ## ]]\nNot supplied for this particular example. \n\n"
-        "[[ ## answer ## ]]\n4\n\n[[ ## completed ## ]]"
+        "[[ ## answer ## ]]\n4\n\n[[ ## completed ## ]]\n"
     )
     assert user == "[[ ## question ## ]]\n1+1?"
-    assert assistant == "[[ ## reasoning ## ]]\nadd\n\n[[ ## answer ## ]]\n2\n\n[[ ## completed ## ]]"
+    assert assistant == "[[ ## reasoning ## ]]\nadd\n\n[[ ## answer ## ]]\n2\n\n[[ ## completed ## ]]\n"
     assert messages[-1]["content"].endswith(CHAT_CLOSING_TWO)
 
 
@@ -233,7 +237,13 @@ def test_chat_parse_missing_and_invalid_fields() -> None:
     assert error.missing_fields == ["n", "label"]
     assert error.parsed_result == {"reasoning": "ok"}
     assert error.lm_response.endswith("[[ ## completed ## ]]")
-    assert "`n` is not a valid int" in str(error) and "`label` is missing" in str(error)
+    assert str(error).startswith(
+        "Failed to parse field n with value forty from the LM response. Error message: expected int, "
+    )
+    assert str(error).endswith(
+        "Expected to find output fields in the LM response: [reasoning, n, label] \n\n"
+        "Actual output fields parsed from the LM response: [reasoning] \n\n"
+    )
 
 
 @pytest.mark.parametrize(("annotation", "value"), TYPED_VALUES)
@@ -322,10 +332,11 @@ def test_json_parse_coerces_values() -> None:
 
 
 def test_json_parse_errors() -> None:
-    with pytest.raises(AdapterParseError, match="got a JSON list") as info:
+    with pytest.raises(AdapterParseError, match="cannot be serialized to a JSON object") as info:
         JSONAdapter().parse(QA, '[{"reasoning": "r", "answer": "a"}]')
     assert info.value.adapter_name == "JSONAdapter" and info.value.missing_fields == ["reasoning", "answer"]
-    with pytest.raises(AdapterParseError, match="no JSON object found"):
+    assert info.value.parsed_result is None
+    with pytest.raises(AdapterParseError, match="cannot be serialized to a JSON object"):
         JSONAdapter().parse(QA, "just text")
     with pytest.raises(AdapterParseError) as info:
         JSONAdapter().parse(QA, '{"answer": "a"}')

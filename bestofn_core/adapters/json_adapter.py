@@ -18,10 +18,9 @@ from typing import TYPE_CHECKING, Any
 from pydantic import TypeAdapter
 
 from bestofn_core.adapters.chat_adapter import (
-    NOT_SUPPLIED,
     STRUCTURE_INTRO,
     ChatAdapter,
-    marker_block,
+    marker_blocks,
     output_placeholder,
     parse_fields,
     python_type_hint,
@@ -33,6 +32,8 @@ if TYPE_CHECKING:
     from bestofn_core.signatures.signature import Signature
 
 _FENCED = re.compile(r"^```[\w-]*\s*\n?(.*?)\n?\s*```$", re.DOTALL)
+# DSPy's words, also for a JSON value that is not an object (a list, a string): nothing could be read
+_NOT_AN_OBJECT = "LM response cannot be serialized to a JSON object."
 # Bound the scan for an object in long prose: each failed start costs a partial decode.
 _MAX_DECODE_ATTEMPTS = 1000
 
@@ -74,11 +75,11 @@ class JSONAdapter(ChatAdapter):
         parts = [
             STRUCTURE_INTRO,
             "Inputs will have the following structure:",
-            *(marker_block(name, f"{{{name}}}") for name in signature.input_fields),
+            marker_blocks((name, f"{{{name}}}") for name in signature.input_fields),
             "Outputs will be a JSON object with the following fields.",
             json.dumps(outputs, indent=2, ensure_ascii=False),
         ]
-        return "\n\n".join(parts)
+        return "\n\n".join(parts).strip()
 
     def user_message_output_requirements(self, signature: type[Signature]) -> str:
         """``Respond with a JSON object in the following order of fields: `a`, then `b`.`` (keep it exact)."""
@@ -87,13 +88,15 @@ class JSONAdapter(ChatAdapter):
         )
         return f"Respond with a JSON object in the following order of fields: {names}."
 
-    def format_assistant_message_content(self, signature: type[Signature], outputs: Mapping[str, Any]) -> str:
-        """A demo's outputs as a JSON object (absent outputs say they are not supplied)."""
-        values = {
-            name: to_jsonable(outputs[name]) if name in outputs else NOT_SUPPLIED
-            for name in signature.output_fields
-        }
-        return json.dumps(values, indent=2, ensure_ascii=False)
+    def format_assistant_message_content(
+        self,
+        signature: type[Signature],
+        outputs: Mapping[str, Any],
+        missing_field_message: str | None = None,
+    ) -> str:
+        """A demo's outputs as a JSON object; an absent output shows ``missing_field_message``."""
+        values = {name: outputs.get(name, missing_field_message) for name in signature.output_fields}
+        return json.dumps(to_jsonable(values), indent=2, ensure_ascii=False)
 
     def parse(self, signature: type[Signature], completion: str) -> dict[str, Any]:
         """Read the output fields from the JSON object in ``completion``.
@@ -108,7 +111,7 @@ class JSONAdapter(ChatAdapter):
                 "JSONAdapter",
                 signature,
                 lm_response=completion,
-                message=f"expected a JSON object with the output fields, got a JSON {type(whole).__name__}",
+                message=_NOT_AN_OBJECT,
                 missing_fields=list(signature.output_fields),
             )
         found = whole if isinstance(whole, dict) else find_json_object(completion, signature.output_fields)
@@ -117,7 +120,7 @@ class JSONAdapter(ChatAdapter):
                 "JSONAdapter",
                 signature,
                 lm_response=completion,
-                message="no JSON object found in the response",
+                message=_NOT_AN_OBJECT,
                 missing_fields=list(signature.output_fields),
             )
         return parse_fields(self, signature, completion, found, coerce_value)
