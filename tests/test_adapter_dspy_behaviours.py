@@ -1,6 +1,6 @@
 """DSPy behaviours of the adapters and Predict, through the public API and the real HTTP test server.
 
-Optional and defaulted outputs an answer may leave out.
+Optional and defaulted outputs an answer may leave out, and inputs with a default.
 """
 
 from __future__ import annotations
@@ -21,6 +21,14 @@ class Report(bon.Signature):
     confidence: float = bon.OutputField(default=0.5)
     notes: Optional[str] = bon.OutputField()  # noqa: UP045 - the spelling DSPy users write
     source: str | None = bon.OutputField()
+
+
+class Translate(bon.Signature):
+    """Translate the text."""
+
+    text: str = bon.InputField()
+    language: str = bon.InputField(default="French")
+    translation: str = bon.OutputField()
 
 
 # ------------------------------------------------------------------------------ optional outputs
@@ -59,3 +67,21 @@ def test_a_required_output_left_out_still_fails(lm: Any, server: Any) -> None:
     assert "Expected to find output fields in the LM response: [answer, confidence, notes, source]" in str(
         info.value
     )
+
+
+# ------------------------------------------------------------------------------ input defaults
+
+
+def test_an_omitted_input_takes_its_default(lm: Any, server: Any) -> None:
+    server.set_responder(lambda req, i: {"translation": "Bonjour"})
+    predict = bon.Predict(Translate)
+    with bon.context(trace=[]):
+        assert predict(text="Hello").translation == "Bonjour"
+        ((_, inputs, _),) = bon.settings.trace
+    assert "[[ ## text ## ]]\nHello\n\n[[ ## language ## ]]\nFrench\n\n" in server.requests[-1].last_user_text
+    assert inputs == {"text": "Hello", "language": "French"}
+    # given, it is used; a required input is still required
+    predict(text="Hello", language="German")
+    assert "[[ ## language ## ]]\nGerman" in server.requests[-1].last_user_text
+    with pytest.raises(bon.errors.SignatureError, match="Missing input field"):
+        predict(language="German")
