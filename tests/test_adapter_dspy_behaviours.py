@@ -1,16 +1,23 @@
 """DSPy behaviours of the adapters and Predict, through the public API and the real HTTP test server.
 
-Optional and defaulted outputs an answer may leave out, and inputs with a default.
+Structured outputs (JSONAdapter's ``response_format``, decided by what litellm reports for the model),
+optional and defaulted outputs an answer may leave out, and inputs with a default.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Optional
 
+import bestofn_tests_dspy_prompts as dspy_prompts
 import pytest
 
 import bestofn_core as bon
-from bestofn_core.errors import AdapterParseError
+from bestofn_core.adapters.structured_output import structured_response_format
+from bestofn_core.errors import AdapterParseError, LMRequestError
+from bestofn_core.testing.dummy_lm import DummyLM
+
+RECORDED = dspy_prompts.load_recording()
 
 
 class Report(bon.Signature):
@@ -29,6 +36,96 @@ class Translate(bon.Signature):
     text: str = bon.InputField()
     language: str = bon.InputField(default="French")
     translation: str = bon.OutputField()
+
+
+# ------------------------------------------------------------------------------ structured outputs
+
+
+def test_json_adapter_asks_for_dspys_json_schema_when_litellm_says_the_model_supports_it(
+    make_lm: Any, server: Any
+) -> None:
+    lm = make_lm("openai/gpt-4o-mini")  # litellm: supports_response_schema -> True
+    bon.configure(lm=lm, adapter=bon.JSONAdapter())
+    server.set_responder(lambda req, i: {"reasoning": "r", "answer": "Paris"})
+    prediction = bon.Predict("context, question -> reasoning, answer")(context="c", question="q")
+    assert prediction.answer == "Paris"
+    (request,) = server.requests
+    # exactly what DSPy 3.3.1 puts on the wire for this signature (recorded by running DSPy)
+    assert (
+        request.body["response_format"]
+        == RECORDED["response_formats"]["context, question -> reasoning, answer"]
+    )
+
+
+def test_the_schema_of_typed_and_nested_outputs_is_dspys() -> None:
+    checked = 0
+    for case in dspy_prompts.build_cases(bon):
+        expected = RECORDED["response_formats"][case.signature.signature]
+        if expected is None:
+            continue
+        assert structured_response_format(case.signature) == expected, case.name
+        checked += 1
+    assert checked >= 10
+
+
+def test_json_mode_when_the_model_has_no_schema_support(make_lm: Any, server: Any) -> None:
+    bon.configure(lm=make_lm("openai/test-model"), adapter=bon.JSONAdapter())
+    server.set_responder(lambda req, i: {"answer": "Paris"})
+    assert bon.Predict("question -> answer")(question="q").answer == "Paris"
+    assert server.requests[0].body["response_format"] == {"type": "json_object"}
+
+
+def test_json_mode_for_an_open_ended_mapping_even_when_the_model_has_schema_support(
+    make_lm: Any, server: Any
+) -> None:
+    bon.configure(lm=make_lm("openai/gpt-4o-mini"), adapter=bon.JSONAdapter())
+    server.set_responder(lambda req, i: {"counts": {"a": 1}})
+    assert bon.Predict("question -> counts: dict[str, int]")(question="q").counts == {"a": 1}
+    assert server.requests[0].body["response_format"] == {"type": "json_object"}
+
+
+def test_no_response_format_for_a_provider_that_supports_neither(make_lm: Any, server: Any) -> None:
+    # litellm lists no "response_format" among featherless_ai's parameters (and refuses to send one)
+    bon.configure(lm=make_lm("featherless_ai/some-model"), adapter=bon.JSONAdapter())
+    server.set_responder(lambda req, i: '{"answer": "Paris"}')
+    assert bon.Predict("question -> answer")(question="q").answer == "Paris"
+    (request,) = server.requests
+    assert "response_format" not in request.body
+    assert request.last_user_text.endswith(
+        "Respond with a JSON object in the following order of fields: `answer`."
+    )
+
+
+def test_a_rejected_structured_output_request_is_not_retried_in_json_mode(make_lm: Any, server: Any) -> None:
+    bon.configure(lm=make_lm("openai/gpt-4o-mini", num_retries=0), adapter=bon.JSONAdapter())
+    server.fail_next(400, body='{"error": {"message": "Invalid schema for response_format", "type": "x"}}')
+    with pytest.raises(LMRequestError, match="Invalid schema"):
+        bon.Predict("question -> answer")(question="q")
+    (request,) = server.requests
+    assert request.body["response_format"]["type"] == "json_schema"
+
+
+def test_an_unparseable_structured_answer_is_retried_once_in_json_mode_with_a_warning(
+    make_lm: Any, server: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    bon.configure(lm=make_lm("openai/gpt-4o-mini"), adapter=bon.JSONAdapter())
+    server.set_responder(
+        lambda req, i: (
+            "not JSON" if req.body["response_format"]["type"] == "json_schema" else '{"answer": "ok"}'
+        )
+    )
+    with caplog.at_level(logging.WARNING, logger="bestofn_core.adapters.json_adapter"):
+        assert bon.Predict("question -> answer")(question="q").answer == "ok"
+    assert [r.body["response_format"]["type"] for r in server.requests] == ["json_schema", "json_object"]
+    assert "falling back to JSON mode" in caplog.text
+
+
+def test_a_custom_lm_that_declares_nothing_gets_no_response_format() -> None:
+    # DSPy's BaseLM declares no supported parameters: its JSONAdapter sends such an LM no response_format
+    lm = DummyLM([{"answer": "Paris"}])
+    with bon.context(lm=lm, adapter=bon.JSONAdapter()):
+        assert bon.Predict("question -> answer")(question="q").answer == "Paris"
+    assert "response_format" not in lm.requests[0].params
 
 
 # ------------------------------------------------------------------------------ optional outputs

@@ -398,12 +398,14 @@ async def test_json_adapter_sends_the_output_schema_when_the_lm_honours_one() ->
     assert outputs == [{"reasoning": "r", "answer": 3, "point": Point(x=1, label="a")}]
     response_format = lm.calls[0]["response_format"]
     assert response_format["type"] == "json_schema"
-    assert response_format["json_schema"]["name"] == "StringSignatureOutput"
+    assert response_format["json_schema"]["name"] == "DSPyProgramOutputs"
+    assert response_format["json_schema"]["strict"] is True
     schema = response_format["json_schema"]["schema"]
     assert schema["required"] == ["reasoning", "answer", "point"] and schema["additionalProperties"] is False
-    assert schema["properties"]["reasoning"] == {"type": "string"}
-    assert schema["properties"]["answer"] == {"type": "integer"}
-    assert schema["properties"]["point"]["required"] == ["x", "label"]
+    assert schema["properties"]["reasoning"] == {"type": "string", "title": "Reasoning"}
+    assert schema["properties"]["answer"] == {"type": "integer", "title": "Answer"}
+    assert schema["properties"]["point"] == {"$ref": "#/$defs/Point"}
+    assert schema["$defs"]["Point"]["required"] == ["x", "label"]
     # a response_format the caller chose is kept, schema or not
     lm = SchemaLM('{"reasoning": "r", "answer": 3, "point": {"x": 1, "label": "a"}}')
     await JSONAdapter().acall(
@@ -412,13 +414,38 @@ async def test_json_adapter_sends_the_output_schema_when_the_lm_honours_one() ->
     assert lm.calls[0]["response_format"] == {"type": "json_object"}
 
 
-def test_output_schema_hoists_nested_definitions() -> None:
-    from bestofn_core.adapters.json_adapter import output_schema
+def test_output_schema_closes_nested_objects() -> None:
+    from bestofn_core.adapters.structured_output import structured_response_format
 
     signature = make_signature("question -> points: list[Point]", custom_types={"Point": Point})
-    schema = output_schema(signature)
-    assert schema["properties"]["points"] == {"type": "array", "items": {"$ref": "#/$defs/Point"}}
+    schema = structured_response_format(signature)["json_schema"]["schema"]
+    assert schema["properties"]["points"] == {
+        "type": "array",
+        "items": {"$ref": "#/$defs/Point"},
+        "title": "Points",
+    }
     assert schema["$defs"]["Point"]["required"] == ["x", "label"]
+    assert schema["$defs"]["Point"]["additionalProperties"] is False
+    # each call gets its own copy: changing one never changes the next request
+    schema["$defs"].clear()
+    assert structured_response_format(signature)["json_schema"]["schema"]["$defs"]
+
+
+async def test_an_output_type_without_a_schema_gets_json_mode_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Opaque:
+        """A type pydantic cannot describe."""
+
+    signature = make_signature({"q": (str, InputField()), "out": (Opaque, OutputField())})
+    lm = SchemaLM('{"out": "x"}')
+    with (
+        caplog.at_level(logging.WARNING, logger="bestofn_core.adapters.json_adapter"),
+        pytest.raises(AdapterParseError, match="cannot be read from text"),
+    ):
+        await JSONAdapter().acall(lm, {}, signature, [], {"q": "q"})
+    assert lm.calls[0]["response_format"] == {"type": "json_object"}
+    assert "Failed to use structured output format, falling back to JSON mode" in caplog.text
 
 
 async def test_chat_adapter_fallback_asks_a_schema_lm_for_its_schema() -> None:
@@ -427,7 +454,7 @@ async def test_chat_adapter_fallback_asks_a_schema_lm_for_its_schema() -> None:
         {"reasoning": "r", "answer": "Paris"}
     ]
     assert "response_format" not in lm.calls[0]
-    assert lm.calls[1]["response_format"]["json_schema"]["name"] == "QAOutput"
+    assert lm.calls[1]["response_format"]["json_schema"]["name"] == "DSPyProgramOutputs"
 
 
 async def test_both_adapters_failing_raises_with_both_texts() -> None:
