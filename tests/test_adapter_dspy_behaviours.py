@@ -182,3 +182,35 @@ def test_an_omitted_input_takes_its_default(lm: Any, server: Any) -> None:
     assert "[[ ## language ## ]]\nGerman" in server.requests[-1].last_user_text
     with pytest.raises(bon.errors.SignatureError, match="Missing input field"):
         predict(language="German")
+
+
+class TwoSteps(bon.Module):
+    """A program written the sync way: DSPy users' usual ``forward``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.predict = bon.Predict("question -> answer")
+
+    def forward(self, question: str) -> Any:
+        self.predict(question=question)
+        return self.predict(question=question + "?")
+
+
+@pytest.mark.slow
+async def test_json_adapter_in_more_sync_programs_than_worker_threads_does_not_deadlock(
+    lm: Any, server: Any
+) -> None:
+    # Every sync forward holds a worker thread while it waits for its LM call. JSONAdapter must not need
+    # a worker thread of its own on each call to learn what the LM supports: with the pool full of
+    # waiting programs, that thread never comes (this hung before).
+    import asyncio
+
+    from bestofn_core.runtime import MAX_WORKER_THREADS
+
+    server.set_responder(lambda req, i: {"answer": "a"})
+    program = TwoSteps()
+    with bon.context(adapter=bon.JSONAdapter()):
+        calls = [program.acall(question=str(i)) for i in range(MAX_WORKER_THREADS + 36)]
+        # a guard against hanging the suite, not a speed check: this takes seconds
+        results = await asyncio.wait_for(asyncio.gather(*calls), timeout=300)
+    assert [result.answer for result in results] == ["a"] * (MAX_WORKER_THREADS + 36)

@@ -72,8 +72,7 @@ class JSONAdapter(ChatAdapter):
         call = super().acall
         if "response_format" in lm_kwargs:
             return await call(lm, lm_kwargs, signature, demos, inputs)
-        # an LM may ask its provider library (litellm, imported on first use): keep that off the loop
-        accepts, schema = await run_in_thread(_response_format_support, lm)
+        accepts, schema = await _response_format_support(lm)
         if not accepts:
             return await call(lm, lm_kwargs, signature, demos, inputs)
         json_mode = {**lm_kwargs, "response_format": JSON_MODE}
@@ -199,11 +198,26 @@ def _python_dict(text: str) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def _response_format_support(lm: Any) -> tuple[bool, bool]:
+# (LM class, model) pairs already probed once. The first probe may import the provider library
+# (litellm takes seconds), so it runs off the loop; later ones are cheap lookups and run inline, since
+# a worker thread per call could wait behind blocked sync user code in the bounded pool.
+_probed: set[tuple[type, str]] = set()
+
+
+async def _response_format_support(lm: Any) -> tuple[bool, bool]:
     """(accepts a ``response_format``, honours a JSON schema) for ``lm``, as it declares them.
 
     An LM that declares no ``supported_params`` accepts none (DSPy's ``BaseLM`` default), unless it
     says it honours a schema, which implies it.
     """
+    key = (type(lm), str(getattr(lm, "model", "")))
+    if key in _probed:
+        return _declared_support(lm)
+    support = await run_in_thread(_declared_support, lm)
+    _probed.add(key)
+    return support
+
+
+def _declared_support(lm: Any) -> tuple[bool, bool]:
     schema = bool(getattr(lm, "supports_response_schema", False))
     return schema or "response_format" in (getattr(lm, "supported_params", None) or ()), schema
