@@ -6,10 +6,11 @@ until it is first needed.
 
 from bestofn_core import errors
 from bestofn_core._version import __version__
-from bestofn_core.adapters import ChatAdapter, JSONAdapter
+from bestofn_core.adapters import Adapter, ChatAdapter, JSONAdapter
 from bestofn_core.best_of_n.best_of_n import BestOfN
 from bestofn_core.best_of_n.candidates import BestOfNPrediction, Candidate
 from bestofn_core.best_of_n.rewards import reward
+from bestofn_core.errors import AdapterParseError
 from bestofn_core.hookspecs import hookimpl
 from bestofn_core.lm.base import BaseLM
 from bestofn_core.lm.cache import configure_cache
@@ -29,6 +30,8 @@ from bestofn_core.signatures import InputField, OutputField, Signature, infer_pr
 
 __all__ = [
     "LM",
+    "Adapter",
+    "AdapterParseError",
     "BaseCallback",
     "BaseLM",
     "BestOfN",

@@ -108,14 +108,23 @@ class SignatureError(BestOfNCoreError, ValueError):
 class AdapterParseError(BestOfNCoreError, ValueError):
     """An adapter could not turn the LM's text into the signature's output fields.
 
+    Its message has DSPy's layout, so code and tests written against DSPy's ``AdapterParseError`` read it
+    the same way: an optional first paragraph saying what went wrong, then ``Adapter X failed to parse the
+    LM response.``, the response, the expected output fields and, when some parsed, the ones that did.
+
     Attributes:
         adapter_name: the adapter that failed (e.g. ``"ChatAdapter"``; ``"ChatAdapter->JSONAdapter"``
             when the fallback failed too).
         signature: the signature class whose output fields were expected.
         lm_response: the raw text the LM returned.
-        parsed_result: the fields that did parse, if any.
-        missing_fields: the output fields that could not be found or validated.
+        parsed_result: the fields that did parse, or ``None`` when nothing could be read at all (as in
+            DSPy: e.g. no JSON object in the response).
+        missing_fields: the output fields that could not be found or validated (bestofn-core's addition).
+        message: the whole message, as ``str(error)`` (DSPy's attribute).
+        code: ``"adapter_parse_error"`` (DSPy's error code).
     """
+
+    code = "adapter_parse_error"
 
     def __init__(
         self,
@@ -129,16 +138,18 @@ class AdapterParseError(BestOfNCoreError, ValueError):
         self.adapter_name = adapter_name
         self.signature = signature
         self.lm_response = lm_response
-        self.parsed_result = parsed_result or {}
+        self.parsed_result = parsed_result
         self.missing_fields = list(missing_fields)
-        sig_text = getattr(signature, "signature", repr(signature))
-        text = f"{adapter_name} failed to parse the LM response for signature `{sig_text}`"
-        if message:
-            text += f": {message}"
-        if self.missing_fields:
-            text += f"\nMissing or invalid output fields: {', '.join(self.missing_fields)}"
-        preview = lm_response if len(lm_response) <= 2000 else lm_response[:2000] + "...[truncated]"
-        text += f"\n\nLM response:\n{preview}"
+        expected = ", ".join(getattr(signature, "output_fields", {}))
+        text = f"{message}\n\n" if message else ""
+        text += (
+            f"Adapter {adapter_name} failed to parse the LM response. \n\n"
+            f"LM Response: {lm_response} \n\n"
+            f"Expected to find output fields in the LM response: [{expected}] \n\n"
+        )
+        if parsed_result is not None:
+            text += f"Actual output fields parsed from the LM response: [{', '.join(parsed_result)}] \n\n"
+        self.message = text
         super().__init__(text)
 
 

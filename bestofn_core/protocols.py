@@ -83,15 +83,52 @@ class LMBackend(Protocol):
     #: Whether one request can return several choices (the OpenAI ``n`` parameter).
     supports_n: bool
 
-    # Optional, not part of the runtime check: ``supports_response_schema: bool``, whether the backend
-    # honours ``response_format={"type": "json_schema", ...}`` (e.g. by grammar-constrained decoding).
-    # When it is true, ``JSONAdapter`` sends the output fields' JSON schema instead of plain JSON mode.
-    # Optional too: ``supports_text_completions: bool``, whether it sends ``model_type="text"`` requests
-    # (``LMRequest.model_type``) as text completions; ``LM(..., model_type="text")`` refuses other backends.
+    # Optional, not part of the runtime check (read with ``backend_capability``), each either a value or
+    # a method taking the model string, for a backend that serves many models:
+    # - ``supports_response_schema: bool``: the backend honours ``response_format={"type": "json_schema",
+    #   ...}`` (e.g. by grammar-constrained decoding); ``JSONAdapter`` then sends the output fields' schema.
+    # - ``supported_params: Collection[str]``: the request parameters the model accepts; without
+    #   ``"response_format"`` there, ``JSONAdapter`` sends none. Undeclared: ``DEFAULT_SUPPORTED_PARAMS``.
+    # - ``supports_text_completions: bool``: the backend sends ``model_type="text"`` requests
+    #   (``LMRequest.model_type``) as text completions; ``LM(..., model_type="text")`` refuses other backends.
 
     async def acomplete(self, request: LMRequest) -> LMResponse:
         """Send ``request`` and return the choices, usage and model name."""
         ...
+
+
+#: The request parameters a backend is assumed to accept when it does not declare ``supported_params``:
+#: the common OpenAI chat-completions ones, which OpenAI-compatible servers take.
+DEFAULT_SUPPORTED_PARAMS: frozenset[str] = frozenset(
+    {
+        "frequency_penalty",
+        "logit_bias",
+        "logprobs",
+        "max_completion_tokens",
+        "max_tokens",
+        "n",
+        "presence_penalty",
+        "response_format",
+        "seed",
+        "stop",
+        "temperature",
+        "tool_choice",
+        "tools",
+        "top_logprobs",
+        "top_p",
+        "user",
+    }
+)
+
+
+def backend_capability(backend: Any, name: str, model: str, default: Any) -> Any:
+    """What ``backend`` declares as its optional ``name`` for ``model``, or ``default`` when it does not.
+
+    A declaration is a plain value (``supports_response_schema = True``) or a method taking the model
+    string (``def supported_params(self, model): ...``), for backends whose models differ.
+    """
+    value = getattr(backend, name, default)
+    return value(model) if callable(value) else value
 
 
 @runtime_checkable

@@ -24,20 +24,23 @@ from bestofn_core.testing.openai_server import OpenAICompatServer
 #: (``import bestofn_tests_plugin_fixtures as plugin_fixtures``): tests/ is no package and pytest runs in
 #: importlib mode, so the file is loaded here, once, before any test module is imported.
 PLUGIN_FIXTURES = "bestofn_tests_plugin_fixtures"
+#: The same for the prompt cases recorded from DSPy (``import bestofn_tests_dspy_prompts as dspy_prompts``).
+DSPY_PROMPTS = "bestofn_tests_dspy_prompts"
 
 
-def _load_plugin_fixtures() -> None:
-    if PLUGIN_FIXTURES in sys.modules:
+def _load_fixture_module(name: str, path: Path) -> None:
+    if name in sys.modules:
         return
-    path = Path(__file__).resolve().parent / "fixtures" / "plugin_dists" / "plugin_fixtures.py"
-    spec = importlib.util.spec_from_file_location(PLUGIN_FIXTURES, path)
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    sys.modules[PLUGIN_FIXTURES] = module
+    sys.modules[name] = module
     spec.loader.exec_module(module)
 
 
-_load_plugin_fixtures()
+_FIXTURES = Path(__file__).resolve().parent / "fixtures"
+_load_fixture_module(PLUGIN_FIXTURES, _FIXTURES / "plugin_dists" / "plugin_fixtures.py")
+_load_fixture_module(DSPY_PROMPTS, _FIXTURES / "dspy_prompts" / "cases.py")
 
 
 @pytest.fixture(scope="session")

@@ -30,7 +30,10 @@ CHAT_CLOSING_ONE = (
 
 class ScriptedLM:
     """A fake LM: answers each call with the next scripted reply (a string, a list of strings, or an
-    exception to raise) and records every call's messages and keyword arguments."""
+    exception to raise) and records every call's messages and keyword arguments. It accepts a
+    ``response_format`` (JSON mode), but no JSON schema."""
+
+    supported_params = frozenset({"response_format", "temperature", "n"})
 
     def __init__(self, *replies: str | list[str] | BaseException) -> None:
         self.replies = list(replies)
@@ -102,8 +105,8 @@ def test_chat_format_system_and_user_messages() -> None:
     assert [m["role"] for m in messages] == ["system", "user"]
     system = messages[0]["content"]
     assert system.startswith(
-        "Your input fields are:\n1. `question` (str)\n"
-        "Your output fields are:\n1. `reasoning` (str)\n2. `answer` (str): often between 1 and 5 words\n"
+        "Your input fields are:\n1. `question` (str):\n"
+        "Your output fields are:\n1. `reasoning` (str): \n2. `answer` (str): often between 1 and 5 words\n"
         "All interactions will be structured in the following way, with the appropriate values filled in.\n\n"
         "[[ ## question ## ]]\n{question}\n\n[[ ## reasoning ## ]]\n{reasoning}\n\n"
         "[[ ## answer ## ]]\n{answer}\n\n[[ ## completed ## ]]\n"
@@ -132,7 +135,8 @@ def test_chat_format_describes_typed_outputs() -> None:
     system, user = (m["content"] for m in ChatAdapter().format(sig, [], {"q": "x"}))
     assert "{n}        # note: the value you produce must be a single int value" in system
     assert (
-        '# note: the value you produce must adhere to the JSON schema: {"items": {"type": "string"}' in system
+        "# note: the value you produce must adhere to the JSON schema: "
+        '{"type": "array", "items": {"type": "string"}' in system
     )
     assert "must exactly match (no extra characters) one of: x; y" in system
     assert "must be True or False" in system
@@ -168,10 +172,10 @@ def test_chat_format_demos_complete_and_incomplete() -> None:
     )
     assert incomplete_assistant == (
         "[[ ## reasoning ## ]]\nNot supplied for this particular example. \n\n"
-        "[[ ## answer ## ]]\n4\n\n[[ ## completed ## ]]"
+        "[[ ## answer ## ]]\n4\n\n[[ ## completed ## ]]\n"
     )
     assert user == "[[ ## question ## ]]\n1+1?"
-    assert assistant == "[[ ## reasoning ## ]]\nadd\n\n[[ ## answer ## ]]\n2\n\n[[ ## completed ## ]]"
+    assert assistant == "[[ ## reasoning ## ]]\nadd\n\n[[ ## answer ## ]]\n2\n\n[[ ## completed ## ]]\n"
     assert messages[-1]["content"].endswith(CHAT_CLOSING_TWO)
 
 
@@ -233,7 +237,13 @@ def test_chat_parse_missing_and_invalid_fields() -> None:
     assert error.missing_fields == ["n", "label"]
     assert error.parsed_result == {"reasoning": "ok"}
     assert error.lm_response.endswith("[[ ## completed ## ]]")
-    assert "`n` is not a valid int" in str(error) and "`label` is missing" in str(error)
+    assert str(error).startswith(
+        "Failed to parse field n with value forty from the LM response. Error message: expected int, "
+    )
+    assert str(error).endswith(
+        "Expected to find output fields in the LM response: [reasoning, n, label] \n\n"
+        "Actual output fields parsed from the LM response: [reasoning] \n\n"
+    )
 
 
 @pytest.mark.parametrize(("annotation", "value"), TYPED_VALUES)
@@ -322,10 +332,11 @@ def test_json_parse_coerces_values() -> None:
 
 
 def test_json_parse_errors() -> None:
-    with pytest.raises(AdapterParseError, match="got a JSON list") as info:
+    with pytest.raises(AdapterParseError, match="cannot be serialized to a JSON object") as info:
         JSONAdapter().parse(QA, '[{"reasoning": "r", "answer": "a"}]')
     assert info.value.adapter_name == "JSONAdapter" and info.value.missing_fields == ["reasoning", "answer"]
-    with pytest.raises(AdapterParseError, match="no JSON object found"):
+    assert info.value.parsed_result is None
+    with pytest.raises(AdapterParseError, match="cannot be serialized to a JSON object"):
         JSONAdapter().parse(QA, "just text")
     with pytest.raises(AdapterParseError) as info:
         JSONAdapter().parse(QA, '{"answer": "a"}')
@@ -387,12 +398,14 @@ async def test_json_adapter_sends_the_output_schema_when_the_lm_honours_one() ->
     assert outputs == [{"reasoning": "r", "answer": 3, "point": Point(x=1, label="a")}]
     response_format = lm.calls[0]["response_format"]
     assert response_format["type"] == "json_schema"
-    assert response_format["json_schema"]["name"] == "StringSignatureOutput"
+    assert response_format["json_schema"]["name"] == "DSPyProgramOutputs"
+    assert response_format["json_schema"]["strict"] is True
     schema = response_format["json_schema"]["schema"]
     assert schema["required"] == ["reasoning", "answer", "point"] and schema["additionalProperties"] is False
-    assert schema["properties"]["reasoning"] == {"type": "string"}
-    assert schema["properties"]["answer"] == {"type": "integer"}
-    assert schema["properties"]["point"]["required"] == ["x", "label"]
+    assert schema["properties"]["reasoning"] == {"type": "string", "title": "Reasoning"}
+    assert schema["properties"]["answer"] == {"type": "integer", "title": "Answer"}
+    assert schema["properties"]["point"] == {"$ref": "#/$defs/Point"}
+    assert schema["$defs"]["Point"]["required"] == ["x", "label"]
     # a response_format the caller chose is kept, schema or not
     lm = SchemaLM('{"reasoning": "r", "answer": 3, "point": {"x": 1, "label": "a"}}')
     await JSONAdapter().acall(
@@ -401,13 +414,38 @@ async def test_json_adapter_sends_the_output_schema_when_the_lm_honours_one() ->
     assert lm.calls[0]["response_format"] == {"type": "json_object"}
 
 
-def test_output_schema_hoists_nested_definitions() -> None:
-    from bestofn_core.adapters.json_adapter import output_schema
+def test_output_schema_closes_nested_objects() -> None:
+    from bestofn_core.adapters.structured_output import structured_response_format
 
     signature = make_signature("question -> points: list[Point]", custom_types={"Point": Point})
-    schema = output_schema(signature)
-    assert schema["properties"]["points"] == {"type": "array", "items": {"$ref": "#/$defs/Point"}}
+    schema = structured_response_format(signature)["json_schema"]["schema"]
+    assert schema["properties"]["points"] == {
+        "type": "array",
+        "items": {"$ref": "#/$defs/Point"},
+        "title": "Points",
+    }
     assert schema["$defs"]["Point"]["required"] == ["x", "label"]
+    assert schema["$defs"]["Point"]["additionalProperties"] is False
+    # each call gets its own copy: changing one never changes the next request
+    schema["$defs"].clear()
+    assert structured_response_format(signature)["json_schema"]["schema"]["$defs"]
+
+
+async def test_an_output_type_without_a_schema_gets_json_mode_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Opaque:
+        """A type pydantic cannot describe."""
+
+    signature = make_signature({"q": (str, InputField()), "out": (Opaque, OutputField())})
+    lm = SchemaLM('{"out": "x"}')
+    with (
+        caplog.at_level(logging.WARNING, logger="bestofn_core.adapters.json_adapter"),
+        pytest.raises(AdapterParseError, match="cannot be read from text"),
+    ):
+        await JSONAdapter().acall(lm, {}, signature, [], {"q": "q"})
+    assert lm.calls[0]["response_format"] == {"type": "json_object"}
+    assert "Failed to use structured output format, falling back to JSON mode" in caplog.text
 
 
 async def test_chat_adapter_fallback_asks_a_schema_lm_for_its_schema() -> None:
@@ -416,7 +454,7 @@ async def test_chat_adapter_fallback_asks_a_schema_lm_for_its_schema() -> None:
         {"reasoning": "r", "answer": "Paris"}
     ]
     assert "response_format" not in lm.calls[0]
-    assert lm.calls[1]["response_format"]["json_schema"]["name"] == "QAOutput"
+    assert lm.calls[1]["response_format"]["json_schema"]["name"] == "DSPyProgramOutputs"
 
 
 async def test_both_adapters_failing_raises_with_both_texts() -> None:

@@ -407,7 +407,7 @@ def inject(server: OpenAICompatServer) -> None:
 def expected_error(kind: str | None, client: str) -> tuple[type[Exception], str]:
     """What an attempt whose last request got fault ``kind`` must fail with."""
     if kind == "missing_fields":
-        return AdapterParseError, r"Missing or invalid output fields: answer"
+        return AdapterParseError, r"Actual output fields parsed from the LM response: \[reasoning\]"
     assert kind in TRANSIENT, f"an attempt failed after a request without a fault ({kind})"
     error_class, _, cause = fault_report(kind, client)
     return error_class, cause

@@ -10,13 +10,19 @@ from __future__ import annotations
 import logging
 import re
 import textwrap
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from pydantic.fields import FieldInfo
 
 from bestofn_core.adapters.base import Adapter
-from bestofn_core.adapters.values import annotation_name, format_value, output_type_note, parse_value
+from bestofn_core.adapters.values import (
+    allows_none,
+    format_value,
+    output_type_note,
+    parse_value,
+    prompt_type_name,
+)
 from bestofn_core.errors import AdapterParseError
 from bestofn_core.signatures.field import default_desc, field_extra
 
@@ -93,10 +99,9 @@ class ChatAdapter(Adapter):
                     signature,
                     lm_response=second.lm_response,
                     message=(
-                        "neither the [[ ## field ## ]] answer nor the JSON retry could be parsed "
-                        f"(first answer missing or invalid: {', '.join(first.missing_fields) or '-'}).\n\n"
-                        f"First (ChatAdapter) LM response:\n{_clip(first.lm_response)}\n\n"
-                        "The retry's (JSONAdapter) response is below"
+                        "Neither the [[ ## field ## ]] answer nor the JSON retry could be parsed; the first "
+                        f"answer lacked or had invalid: {', '.join(first.missing_fields) or '-'}.\n\n"
+                        f"First (ChatAdapter) LM response:\n{_clip(first.lm_response)}"
                     ),
                     parsed_result=second.parsed_result,
                     missing_fields=second.missing_fields,
@@ -138,14 +143,13 @@ class ChatAdapter(Adapter):
         """The marker layout of an exchange, with placeholders and type notes for typed outputs."""
         parts = [
             STRUCTURE_INTRO,
-            *(marker_block(name, f"{{{name}}}") for name in signature.input_fields),
-            *(
-                marker_block(name, output_placeholder(name, info))
-                for name, info in signature.output_fields.items()
+            marker_blocks((name, f"{{{name}}}") for name in signature.input_fields),
+            marker_blocks(
+                (name, output_placeholder(name, info)) for name, info in signature.output_fields.items()
             ),
-            "[[ ## completed ## ]]",
+            "[[ ## completed ## ]]\n",
         ]
-        return "\n\n".join(parts)
+        return "\n\n".join(parts).strip()
 
     def format_task_description(self, signature: type[Signature]) -> str:
         """``In adhering to this structure, your objective is:`` followed by the indented instructions."""
@@ -158,16 +162,19 @@ class ChatAdapter(Adapter):
         signature: type[Signature],
         inputs: Mapping[str, Any],
         prefix: str = "",
+        suffix: str = "",
         main_request: bool = False,
     ) -> str:
-        """The inputs present as marker blocks; the main request ends with the closing sentence."""
-        parts = [prefix] if prefix else []
+        """``prefix``, the inputs present as marker blocks, the closing sentence when ``main_request``,
+        then ``suffix``, separated by blank lines (the whole stripped, as DSPy does)."""
+        parts = [prefix]
         for name, info in signature.input_fields.items():
             if name in inputs:
                 parts.append(marker_block(name, format_value(inputs[name], info.annotation)))
         if main_request:
             parts.append(self.user_message_output_requirements(signature))
-        return "\n\n".join(parts)
+        parts.append(suffix)
+        return "\n\n".join(parts).strip()
 
     def user_message_output_requirements(self, signature: type[Signature]) -> str:
         """The closing sentence naming each output marker in order (test servers parse it: keep it exact)."""
@@ -179,41 +186,46 @@ class ChatAdapter(Adapter):
             "and then ending with the marker for `[[ ## completed ## ]]`."
         )
 
-    def format_assistant_message_content(self, signature: type[Signature], outputs: Mapping[str, Any]) -> str:
-        """A demo's outputs as marker blocks, then the completed marker; absent outputs say so."""
-        blocks = [
-            marker_block(name, _demo_value(outputs, name, info))
+    def format_assistant_message_content(
+        self,
+        signature: type[Signature],
+        outputs: Mapping[str, Any],
+        missing_field_message: str | None = None,
+    ) -> str:
+        """A demo's outputs as marker blocks, then the completed marker and a line break; an absent output
+        shows ``missing_field_message`` (``None`` when there is none, as in DSPy)."""
+        blocks = marker_blocks(
+            (name, format_value(outputs.get(name, missing_field_message), info.annotation))
             for name, info in signature.output_fields.items()
-        ]
-        return "\n\n".join([*blocks, "[[ ## completed ## ]]"])
+        )
+        return blocks + "\n\n[[ ## completed ## ]]\n"
 
     def format_demos(
         self, signature: type[Signature], demos: list[Mapping[str, Any]]
     ) -> list[dict[str, Any]]:
         """User/assistant turns for the demos: incomplete ones first (flagged as such), then complete ones.
 
-        A demo is complete when every field is there and not ``None``; one with no input or no output at
-        all is skipped. Fields that are there are shown as they are, ``None`` included (DSPy's rule).
+        A demo is complete when every field is there and not ``None``; an incomplete one is shown when
+        it has at least one input and one output key (``None`` values count, and are shown as ``None``),
+        else it is skipped. These are DSPy's rules, so the same demos give the same prompt.
         """
         complete, incomplete = [], []
         for demo in demos:
-            present = {name for name in signature.fields if _has(demo, name)}
-            if present == set(signature.fields):
+            if all(name in demo and demo[name] is not None for name in signature.fields):
                 complete.append(demo)
-            elif present & set(signature.input_fields) and present & set(signature.output_fields):
+            elif any(name in demo for name in signature.input_fields) and any(
+                name in demo for name in signature.output_fields
+            ):
                 incomplete.append(demo)
         messages: list[dict[str, Any]] = []
-        for demo, prefix in [
-            *((d, INCOMPLETE_DEMO_PREFIX) for d in incomplete),
-            *((d, "") for d in complete),
-        ]:
-            supplied = {name: demo[name] for name in signature.input_fields if name in demo}
-            messages.append(
-                {"role": "user", "content": self.format_user_message_content(signature, supplied, prefix)}
-            )
-            messages.append(
-                {"role": "assistant", "content": self.format_assistant_message_content(signature, demo)}
-            )
+        for demo in incomplete:
+            user = self.format_user_message_content(signature, demo, prefix=INCOMPLETE_DEMO_PREFIX)
+            assistant = self.format_assistant_message_content(signature, demo, NOT_SUPPLIED)
+            messages += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
+        for demo in complete:
+            user = self.format_user_message_content(signature, demo)
+            assistant = self.format_assistant_message_content(signature, demo)
+            messages += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
         return messages
 
     # ---------------------------------------------------------------------------------------------- parsing
@@ -246,24 +258,35 @@ def parse_fields(
     convert: Callable[[Any, Any], Any],
 ) -> dict[str, Any]:
     """Convert each output's raw value with ``convert(raw, annotation)``; raise one ``AdapterParseError``
-    listing every output that is missing or invalid, with the reasons and what did parse."""
+    listing every output that is missing or invalid, with the reasons and what did parse.
+
+    An output the answer leaves out takes its default when it has one, else ``None`` when its type
+    allows ``None`` (DSPy's rule); only the others are missing.
+    """
     parsed: dict[str, Any] = {}
     problems: list[str] = []
     for name, info in signature.output_fields.items():
         if name not in raw:
-            problems.append(f"`{name}` is missing")
+            if not info.is_required():
+                parsed[name] = info.get_default(call_default_factory=True)
+            elif allows_none(info.annotation):
+                parsed[name] = None
             continue
+        value = raw[name]
         try:
-            parsed[name] = convert(raw[name], info.annotation)
+            parsed[name] = convert(value, info.annotation)
         except ValueError as exc:
-            problems.append(f"`{name}` is not a valid {annotation_name(info.annotation)} ({exc})")
+            shown = value.strip() if isinstance(value, str) else value
+            problems.append(
+                f"Failed to parse field {name} with value {shown} from the LM response. Error message: {exc}"
+            )
     missing = [name for name in signature.output_fields if name not in parsed]
     if missing:
         raise AdapterParseError(
             type(adapter).__name__,
             signature,
             lm_response=completion,
-            message="; ".join(problems),
+            message="\n".join(problems) or None,
             parsed_result=parsed,
             missing_fields=missing,
         )
@@ -271,22 +294,28 @@ def parse_fields(
 
 
 def _describe_fields(fields: Mapping[str, FieldInfo]) -> str:
+    # DSPy's lines: "1. `name` (type): desc", the colon kept when there is no description
     lines = []
     for i, (name, info) in enumerate(fields.items(), start=1):
         extra = field_extra(info)
-        line = f"{i}. `{name}` ({annotation_name(info.annotation)})"
-        desc = extra.get("desc")
-        if desc and desc != default_desc(name):
-            line += f": {desc}"
+        desc = extra.get("desc", "")
+        if desc == default_desc(name):
+            desc = ""
+        line = f"{i}. `{name}` ({prompt_type_name(info.annotation)}): {desc}"
         if extra.get("constraints"):
             line += f"\nConstraints: {extra['constraints']}"
         lines.append(line)
-    return "\n".join(lines)
+    return "\n".join(lines).strip()
 
 
 def marker_block(name: str, value: str) -> str:
     """``[[ ## name ## ]]`` then the value on the next line."""
     return f"[[ ## {name} ## ]]\n{value}"
+
+
+def marker_blocks(named_values: Iterable[tuple[str, str]]) -> str:
+    """Marker blocks for ``(name, formatted value)`` pairs, separated by blank lines, the whole stripped."""
+    return "\n\n".join(marker_block(name, value) for name, value in named_values).strip()
 
 
 def output_placeholder(name: str, info: FieldInfo) -> str:
@@ -299,15 +328,7 @@ def python_type_hint(info: FieldInfo) -> str:
     """`` (must be formatted as a valid Python int)`` for a non-text output, ``""`` for ``str``."""
     if info.annotation is str:
         return ""
-    return f" (must be formatted as a valid Python {annotation_name(info.annotation)})"
-
-
-def _has(demo: Mapping[str, Any], name: str) -> bool:
-    return name in demo and demo[name] is not None
-
-
-def _demo_value(demo: Mapping[str, Any], name: str, info: FieldInfo) -> str:
-    return format_value(demo[name], info.annotation) if name in demo else NOT_SUPPLIED
+    return f" (must be formatted as a valid Python {prompt_type_name(info.annotation)})"
 
 
 def _clip(text: str, limit: int = 2000) -> str:

@@ -1,30 +1,42 @@
 """JSONAdapter: the same prompt as ChatAdapter, but the LM answers with one JSON object.
 
-It is ChatAdapter's fallback, and a good first choice for models tuned for JSON mode. The request asks for
-``response_format={"type": "json_object"}`` unless the caller chose a ``response_format`` already; when the
-LM says it honours a schema (``lm.supports_response_schema``, e.g. a local model with grammar-constrained
-decoding), it asks for ``{"type": "json_schema", ...}`` with the output fields' JSON schema instead, so the
-model cannot answer anything but an object with those fields.
+It is ChatAdapter's fallback, and a good first choice for models tuned for JSON mode. Which
+``response_format`` it asks for follows DSPy's JSONAdapter, from what the LM says it supports
+(``lm.supported_params``, ``lm.supports_response_schema``; for the litellm backend, what litellm reports
+for the model):
+
+- a model whose parameters do not include ``response_format``: none at all (the prompt still asks for
+  JSON, and the answer is read the same way);
+- a model without schema support, or outputs with an open-ended ``dict[...]``: ``{"type": "json_object"}``;
+- otherwise the outputs' strict JSON schema (``structured_output.structured_response_format``), so the
+  model cannot answer anything but an object with those fields. A provider error about it propagates; an
+  answer that cannot be parsed is asked for once more in JSON mode, with a warning.
+
+A ``response_format`` the caller set is sent as it is.
 """
 
 from __future__ import annotations
 
 import ast
 import json
+import logging
 import re
 from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
-from pydantic import TypeAdapter
-
+from bestofn_core._runner import run_in_thread
 from bestofn_core.adapters.chat_adapter import (
-    NOT_SUPPLIED,
     STRUCTURE_INTRO,
     ChatAdapter,
-    marker_block,
+    marker_blocks,
     output_placeholder,
     parse_fields,
     python_type_hint,
+)
+from bestofn_core.adapters.structured_output import (
+    JSON_MODE,
+    has_open_ended_mapping,
+    structured_response_format,
 )
 from bestofn_core.adapters.values import coerce_value, to_jsonable
 from bestofn_core.errors import AdapterParseError
@@ -32,7 +44,11 @@ from bestofn_core.errors import AdapterParseError
 if TYPE_CHECKING:
     from bestofn_core.signatures.signature import Signature
 
+logger = logging.getLogger(__name__)
+
 _FENCED = re.compile(r"^```[\w-]*\s*\n?(.*?)\n?\s*```$", re.DOTALL)
+# DSPy's words, also for a JSON value that is not an object (a list, a string): nothing could be read
+_NOT_AN_OBJECT = "LM response cannot be serialized to a JSON object."
 # Bound the scan for an object in long prose: each failed start costs a partial decode.
 _MAX_DECODE_ATTEMPTS = 1000
 
@@ -52,21 +68,32 @@ class JSONAdapter(ChatAdapter):
         demos: list[Mapping[str, Any]],
         inputs: Mapping[str, Any],
     ) -> list[dict[str, Any]]:
-        """Like ``Adapter.acall``, adding a JSON ``response_format`` unless one is set.
-
-        ``{"type": "json_schema", ...}`` (see :func:`output_schema`) when ``lm.supports_response_schema``,
-        else ``{"type": "json_object"}``.
-        """
-        if "response_format" not in lm_kwargs:
-            if getattr(lm, "supports_response_schema", False):
-                response_format = {
-                    "type": "json_schema",
-                    "json_schema": {"name": _schema_name(signature), "schema": output_schema(signature)},
-                }
-            else:
-                response_format = {"type": "json_object"}
-            lm_kwargs = {**lm_kwargs, "response_format": response_format}
-        return await super().acall(lm, lm_kwargs, signature, demos, inputs)
+        """Like ``Adapter.acall``, with the ``response_format`` the module docstring describes."""
+        call = super().acall
+        if "response_format" in lm_kwargs:
+            return await call(lm, lm_kwargs, signature, demos, inputs)
+        accepts, schema = await _response_format_support(lm)
+        if not accepts:
+            return await call(lm, lm_kwargs, signature, demos, inputs)
+        json_mode = {**lm_kwargs, "response_format": JSON_MODE}
+        if not schema or has_open_ended_mapping(signature):
+            return await call(lm, json_mode, signature, demos, inputs)
+        try:
+            response_format = structured_response_format(signature)
+        except ValueError as exc:
+            logger.warning("Failed to use structured output format, falling back to JSON mode: %s", exc)
+            return await call(lm, json_mode, signature, demos, inputs)
+        try:
+            return await call(lm, {**lm_kwargs, "response_format": response_format}, signature, demos, inputs)
+        except AdapterParseError as exc:
+            # provider errors propagate (above); only an answer we cannot read is asked for again
+            logger.warning(
+                "Failed to use structured output format, falling back to JSON mode: the answer for `%s` "
+                "could not be parsed (missing or invalid: %s); asking once more.",
+                signature.signature,
+                ", ".join(exc.missing_fields) or "-",
+            )
+            return await call(lm, json_mode, signature, demos, inputs)
 
     def format_field_structure(self, signature: type[Signature]) -> str:
         """Inputs as marker blocks; outputs as a JSON object whose values are placeholders with type notes."""
@@ -74,11 +101,11 @@ class JSONAdapter(ChatAdapter):
         parts = [
             STRUCTURE_INTRO,
             "Inputs will have the following structure:",
-            *(marker_block(name, f"{{{name}}}") for name in signature.input_fields),
+            marker_blocks((name, f"{{{name}}}") for name in signature.input_fields),
             "Outputs will be a JSON object with the following fields.",
             json.dumps(outputs, indent=2, ensure_ascii=False),
         ]
-        return "\n\n".join(parts)
+        return "\n\n".join(parts).strip()
 
     def user_message_output_requirements(self, signature: type[Signature]) -> str:
         """``Respond with a JSON object in the following order of fields: `a`, then `b`.`` (keep it exact)."""
@@ -87,13 +114,15 @@ class JSONAdapter(ChatAdapter):
         )
         return f"Respond with a JSON object in the following order of fields: {names}."
 
-    def format_assistant_message_content(self, signature: type[Signature], outputs: Mapping[str, Any]) -> str:
-        """A demo's outputs as a JSON object (absent outputs say they are not supplied)."""
-        values = {
-            name: to_jsonable(outputs[name]) if name in outputs else NOT_SUPPLIED
-            for name in signature.output_fields
-        }
-        return json.dumps(values, indent=2, ensure_ascii=False)
+    def format_assistant_message_content(
+        self,
+        signature: type[Signature],
+        outputs: Mapping[str, Any],
+        missing_field_message: str | None = None,
+    ) -> str:
+        """A demo's outputs as a JSON object; an absent output shows ``missing_field_message``."""
+        values = {name: outputs.get(name, missing_field_message) for name in signature.output_fields}
+        return json.dumps(to_jsonable(values), indent=2, ensure_ascii=False)
 
     def parse(self, signature: type[Signature], completion: str) -> dict[str, Any]:
         """Read the output fields from the JSON object in ``completion``.
@@ -108,7 +137,7 @@ class JSONAdapter(ChatAdapter):
                 "JSONAdapter",
                 signature,
                 lm_response=completion,
-                message=f"expected a JSON object with the output fields, got a JSON {type(whole).__name__}",
+                message=_NOT_AN_OBJECT,
                 missing_fields=list(signature.output_fields),
             )
         found = whole if isinstance(whole, dict) else find_json_object(completion, signature.output_fields)
@@ -117,39 +146,10 @@ class JSONAdapter(ChatAdapter):
                 "JSONAdapter",
                 signature,
                 lm_response=completion,
-                message="no JSON object found in the response",
+                message=_NOT_AN_OBJECT,
                 missing_fields=list(signature.output_fields),
             )
         return parse_fields(self, signature, completion, found, coerce_value)
-
-
-def output_schema(signature: type[Signature]) -> dict[str, Any]:
-    """The JSON schema of an object holding ``signature``'s output fields, all required, in order.
-
-    Each field's schema is pydantic's for its annotation (``str`` gives ``{"type": "string"}``); extra
-    keys are not allowed, so a schema-constrained model answers exactly the fields the adapter reads.
-    """
-    properties: dict[str, Any] = {}
-    definitions: dict[str, Any] = {}
-    for name, info in signature.output_fields.items():
-        schema = TypeAdapter(info.annotation or str).json_schema(ref_template="#/$defs/{model}")
-        definitions.update(schema.pop("$defs", {}))
-        properties[name] = schema
-    result: dict[str, Any] = {
-        "type": "object",
-        "properties": properties,
-        "required": list(properties),
-        "additionalProperties": False,
-    }
-    if definitions:
-        result["$defs"] = definitions
-    return result
-
-
-def _schema_name(signature: type[Signature]) -> str:
-    # OpenAI-style schema names: letters, digits, underscores and dashes, at most 64 characters
-    name = re.sub(r"[^A-Za-z0-9_-]", "_", signature.__name__)[:56]
-    return f"{name or 'Signature'}Output"
 
 
 def _decode_whole(text: str) -> Any:
@@ -196,3 +196,28 @@ def _python_dict(text: str) -> dict[str, Any] | None:
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
+
+
+# (LM class, model) pairs already probed once. The first probe may import the provider library
+# (litellm takes seconds), so it runs off the loop; later ones are cheap lookups and run inline, since
+# a worker thread per call could wait behind blocked sync user code in the bounded pool.
+_probed: set[tuple[type, str]] = set()
+
+
+async def _response_format_support(lm: Any) -> tuple[bool, bool]:
+    """(accepts a ``response_format``, honours a JSON schema) for ``lm``, as it declares them.
+
+    An LM that declares no ``supported_params`` accepts none (DSPy's ``BaseLM`` default), unless it
+    says it honours a schema, which implies it.
+    """
+    key = (type(lm), str(getattr(lm, "model", "")))
+    if key in _probed:
+        return _declared_support(lm)
+    support = await run_in_thread(_declared_support, lm)
+    _probed.add(key)
+    return support
+
+
+def _declared_support(lm: Any) -> tuple[bool, bool]:
+    schema = bool(getattr(lm, "supports_response_schema", False))
+    return schema or "response_format" in (getattr(lm, "supported_params", None) or ()), schema

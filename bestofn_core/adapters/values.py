@@ -30,13 +30,14 @@ _LITERAL_WRAPPER = re.compile(r"^(?:Literal|str)\[(.*)\]$", re.DOTALL)
 
 
 def format_value(value: Any, annotation: Any = str) -> str:
-    """Write ``value`` for a prompt: text as is; a list given for a ``str`` field as a numbered list;
-    dicts, lists, tuples, sets and pydantic models as JSON; other values (numbers, booleans, enums, dates)
-    as their plain JSON-compatible form (``42``, ``True``, ``2024-01-31``)."""
+    """Write ``value`` for a prompt, exactly as DSPy does: a list given for a ``str`` field as a numbered
+    list of «quoted» items (``N/A`` when empty); dicts, lists, tuples, sets and pydantic models as JSON;
+    anything else (text, numbers, booleans, enums, dates, ``None``) as its plain JSON-compatible form
+    (``42``, ``True``, ``None``, ``2024-01-31``)."""
     if isinstance(value, str):
         return value
-    if isinstance(value, (list, tuple)) and _is_text(annotation):
-        return _numbered_list([format_value(item) for item in value])
+    if isinstance(value, list) and annotation is str:
+        return _numbered_list([item if isinstance(item, str) else format_value(item) for item in value])
     jsonable = to_jsonable(value)
     if isinstance(jsonable, (dict, list)):
         return json.dumps(jsonable, ensure_ascii=False)
@@ -52,14 +53,20 @@ def to_jsonable(value: Any) -> Any:
 
 
 def _numbered_list(items: list[str]) -> str:
-    # DSPy's look for passages: one item as is, several as ``[1] «text»`` so that their bounds are clear.
+    # DSPy's look for passages: each item in «guillemets» so that its bounds are clear, numbered when
+    # there are several; an item that has a line break or a guillemet of its own gets a fenced block.
+    if not items:
+        return "N/A"
     if len(items) == 1:
-        return items[0]
-    return "\n".join(f"[{i}] «{item}»" for i, item in enumerate(items, start=1))
+        return _quoted_item(items[0])
+    return "\n".join(f"[{i}] {_quoted_item(item)}" for i, item in enumerate(items, start=1))
 
 
-def _is_text(annotation: Any) -> bool:
-    return annotation is str or annotation is Any or annotation is None
+def _quoted_item(text: str) -> str:
+    if "\n" not in text and "«" not in text and "»" not in text:
+        return f"«{text}»"
+    indented = text.replace("\n", "\n    ")
+    return f"«««\n    {indented}\n»»»"
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -78,12 +85,13 @@ def parse_value(text: str, annotation: Any) -> Any:
     if annotation is str:
         return text.strip()
     stripped = text.strip()
-    if _is_optional(annotation) and stripped.lower() in _NONE_WORDS:
+    if allows_none(annotation) and stripped.lower() in _NONE_WORDS:
         return None
     if get_origin(annotation) is Literal:
         return _match_literal(stripped, annotation)
-    if _union_accepts_str(annotation):
-        # ``Optional[str]`` and friends: the text is already a valid value, decoding it could only hurt.
+    if _is_optional_text(annotation):
+        # ``Optional[str]``: the text is already a valid value, decoding it could only hurt. Other unions
+        # with ``str`` (``Union[int, str]``) decode first, as DSPy does: "5" is 5 there.
         return validate_value(stripped, annotation)
     return validate_value(_decode(stripped), annotation)
 
@@ -180,12 +188,13 @@ def _union_args(annotation: Any) -> tuple[Any, ...]:
     return get_args(annotation) if get_origin(annotation) in (Union, types.UnionType) else ()
 
 
-def _is_optional(annotation: Any) -> bool:
+def allows_none(annotation: Any) -> bool:
+    """Whether ``None`` is a value of ``annotation``: ``Optional[X]``, ``X | None``, ``None`` itself."""
     return annotation is _NONE_TYPE or annotation is None or _NONE_TYPE in _union_args(annotation)
 
 
-def _union_accepts_str(annotation: Any) -> bool:
-    return str in _union_args(annotation)
+def _is_optional_text(annotation: Any) -> bool:
+    return str in _union_args(annotation) and _NONE_TYPE in _union_args(annotation)
 
 
 # pydantic builds a validator per type on each TypeAdapter(...): costly, so one per annotation is kept.
@@ -237,6 +246,32 @@ def annotation_name(annotation: Any) -> str:
     return f"{annotation_name(origin)}[{', '.join(annotation_name(arg) for arg in args)}]"
 
 
+def prompt_type_name(annotation: Any) -> str:
+    """A type's name as DSPy's prompts write it, so that prompts stay byte-identical to DSPy's.
+
+    ``int``, ``list[str]``, ``Literal['a', 'b']`` and model names read well; unions are written the way
+    DSPy writes them too: ``Union[int, NoneType]`` for ``Optional[int]``, ``UnionType[int, NoneType]``
+    for ``int | None``. Error messages use the friendlier ``annotation_name``.
+    """
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is None:
+        return annotation.__name__ if hasattr(annotation, "__name__") else str(annotation)
+    if origin is Literal:
+        names = (_quoted_literal(arg) if isinstance(arg, str) else prompt_type_name(arg) for arg in args)
+    else:
+        names = (prompt_type_name(arg) for arg in args)
+    return f"{prompt_type_name(origin)}[{', '.join(names)}]"
+
+
+def _quoted_literal(text: str) -> str:
+    # the quotes that need no escaping: single unless the text has single quotes and no double ones
+    if "'" in text and '"' not in text:
+        return f'"{text}"'
+    if "'" in text:
+        return "'" + text.replace("'", "\\'") + "'"
+    return f"'{text}'"
+
+
 def output_type_note(annotation: Any) -> str | None:
     """What the LM must produce for an output of this type (``None`` for plain text), as DSPy words it:
     ``"must be a single int value"``, ``"must adhere to the JSON schema: {...}"``..."""
@@ -256,4 +291,14 @@ def output_type_note(annotation: Any) -> str | None:
         schema = type_adapter(annotation).json_schema()
     except (ValueError, pydantic.PydanticUserError):
         return f"must be a valid Python {annotation_name(annotation)}"
-    return f"must adhere to the JSON schema: {json.dumps(schema, ensure_ascii=False)}"
+    return f"must adhere to the JSON schema: {json.dumps(_type_first(schema), ensure_ascii=False)}"
+
+
+def _type_first(schema: Any) -> Any:
+    """``schema`` with every object's keys sorted, ``type`` first (DSPy's order, for the LM to read)."""
+    if isinstance(schema, dict):
+        ordered = sorted(schema.items(), key=lambda item: (item[0] != "type", item[0]))
+        return {key: _type_first(value) for key, value in ordered}
+    if isinstance(schema, list):
+        return [_type_first(item) for item in schema]
+    return schema

@@ -7,6 +7,7 @@ the kernel retries and caches, the same way for every backend.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -57,10 +58,23 @@ def _import_litellm() -> Any:
 
 
 class LiteLLMBackend:
-    """Sends requests with ``litellm.acompletion`` (``atext_completion`` for text models); supports ``n``."""
+    """Sends requests with ``litellm.acompletion`` (``atext_completion`` for text models); supports ``n``.
+
+    What each model accepts is what litellm reports for it (as DSPy asks): ``supported_params`` and
+    ``supports_response_schema`` decide whether ``JSONAdapter`` sends a JSON schema, JSON mode or no
+    ``response_format`` at all.
+    """
 
     supports_n = True
     supports_text_completions = True
+
+    def supports_response_schema(self, model: str) -> bool:
+        """``litellm.supports_response_schema`` for ``model`` (its provider is the part before ``/``)."""
+        return _capabilities(model)[1]
+
+    def supported_params(self, model: str) -> frozenset[str]:
+        """``litellm.get_supported_openai_params`` for ``model`` (empty for a provider litellm lacks)."""
+        return _capabilities(model)[0]
 
     async def acomplete(self, request: LMRequest) -> LMResponse:
         """Send ``request`` through litellm and translate its errors into the kernel's."""
@@ -136,6 +150,25 @@ def _ignore_unstarted_dispatch_warnings() -> None:
         if action == "ignore" and getattr(message, "pattern", None) == UNSTARTED_DISPATCH_WARNING:
             return
     warnings.filterwarnings("ignore", message=UNSTARTED_DISPATCH_WARNING, category=RuntimeWarning)
+
+
+@functools.lru_cache(maxsize=256)
+def _capabilities(model: str) -> tuple[frozenset[str], bool]:
+    """(supported parameters, supports a response schema) as litellm's model map says; read once."""
+    litellm = _import_litellm()
+    provider = model.split("/", 1)[0] if "/" in model else "openai"
+    # litellm raises for a provider or model it does not know: such a model supports nothing litellm knows of
+    try:
+        params = frozenset(
+            litellm.get_supported_openai_params(model=model, custom_llm_provider=provider) or ()
+        )
+    except Exception:
+        params = frozenset()
+    try:
+        schema = bool(litellm.supports_response_schema(model=model, custom_llm_provider=provider))
+    except Exception:
+        schema = False
+    return params, schema
 
 
 def _retry_after(exc: Exception) -> float | None:

@@ -171,6 +171,12 @@ class BaseLM:
         """Whether the LM honours a JSON-schema ``response_format``. Subclasses override."""
         return False
 
+    @property
+    def supported_params(self) -> set[str]:
+        """The request parameters the LM accepts; none unless a subclass says (DSPy's default), so
+        ``JSONAdapter`` sends a ``response_format`` only to an LM that lists it. Subclasses override."""
+        return set()
+
     async def acomplete(self, request: LMRequest) -> LMResponse:
         """Send one request: through ``aforward``/``forward`` when the subclass has one, else ``complete``."""
         cls = type(self)

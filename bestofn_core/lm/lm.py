@@ -19,7 +19,13 @@ from bestofn_core.lm.base import (
     LMArguments,
 )
 from bestofn_core.lm.credentials import is_connection_setting, is_secret, without_secrets
-from bestofn_core.protocols import LMBackend, LMRequest, LMResponse
+from bestofn_core.protocols import (
+    DEFAULT_SUPPORTED_PARAMS,
+    LMBackend,
+    LMRequest,
+    LMResponse,
+    backend_capability,
+)
 from bestofn_core.settings import settings
 
 logger = logging.getLogger(__name__)
@@ -73,8 +79,16 @@ class LM(BaseLM):
 
     @property
     def supports_response_schema(self) -> bool:
-        """Whether the backend honours a JSON-schema ``response_format`` (its optional attribute)."""
-        return bool(getattr(self.backend, "supports_response_schema", False))
+        """Whether this model honours a JSON-schema ``response_format``, as its backend declares
+        (the litellm backend asks ``litellm.supports_response_schema``); ``False`` when it does not say."""
+        return bool(backend_capability(self.backend, "supports_response_schema", self.model, False))
+
+    @property
+    def supported_params(self) -> set[str]:
+        """The request parameters this model accepts, as its backend declares (the litellm backend asks
+        ``litellm.get_supported_openai_params``); ``DEFAULT_SUPPORTED_PARAMS`` when it does not say."""
+        declared = backend_capability(self.backend, "supported_params", self.model, None)
+        return set(DEFAULT_SUPPORTED_PARAMS if declared is None else declared)
 
     async def acomplete(self, request: LMRequest) -> LMResponse:
         """Send ``request`` through the backend, or a subclass's own ``forward`` (written the DSPy way).

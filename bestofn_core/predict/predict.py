@@ -204,12 +204,17 @@ def _check_inputs(signature: type[Signature], given: dict[str, Any]) -> dict[str
             f"Unknown input field(s) {', '.join(unknown)} for signature `{signature.signature}`; "
             f"its input fields are: {hint}."
         )
-    missing = [name for name, info in expected.items() if name not in given and not _accepts_none(info)]
+    inputs = dict(given)
+    for name, info in expected.items():
+        # an omitted input with a default takes it, as in DSPy (and it shows in the prompt and the trace)
+        if name not in inputs and not info.is_required():
+            inputs[name] = info.get_default(call_default_factory=True)
+    missing = [name for name, info in expected.items() if name not in inputs and not _accepts_none(info)]
     if missing:
         raise SignatureError(
             f"Missing input field(s) {', '.join(missing)} for signature `{signature.signature}`."
         )
-    return dict(given)
+    return inputs
 
 
 def _is_predicted_output(value: Any) -> bool:

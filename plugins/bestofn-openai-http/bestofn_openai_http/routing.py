@@ -13,9 +13,10 @@ client sends a request, and how much CPU that costs, never what the request says
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from bestofn_core.errors import ConfigurationError
-from bestofn_core.protocols import LMBackend, LMRequest, LMResponse
+from bestofn_core.protocols import LMBackend, LMRequest, LMResponse, backend_capability
 from bestofn_openai_http.backend import ACCEPTED_CREDENTIALS, OpenAIHTTPBackend, wire_model
 
 __all__ = ["FALLBACK_BACKEND", "SENT_AS_IS", "OpenAIRoutingBackend", "litellm_only_reason"]
@@ -117,6 +118,26 @@ class OpenAIRoutingBackend:
             return await self.lean.acomplete(request)
         logger.debug("%s: sent through %s because of %s", request.model, self.fallback, reason)
         return await self._fallback_backend(reason, request.model).acomplete(request)
+
+    def supports_response_schema(self, model: str) -> bool:
+        """What the fallback backend (litellm) says of ``model``, so that installing this plugin never
+        changes the ``response_format`` JSONAdapter asks for; ``False`` when that backend is unavailable."""
+        return bool(self._fallback_capability("supports_response_schema", model, False))
+
+    def supported_params(self, model: str) -> frozenset[str]:
+        """What the fallback backend (litellm) says of ``model``; the parameters the lean client sends as
+        they are (``SENT_AS_IS``) when that backend is unavailable."""
+        return frozenset(self._fallback_capability("supported_params", model, SENT_AS_IS))
+
+    def _fallback_capability(self, name: str, model: str, default: Any) -> Any:
+        from bestofn_core.errors import UnknownNameError
+        from bestofn_core.plugins import get_registry
+
+        try:
+            backend = get_registry().get("lm_backend", self.fallback)
+        except UnknownNameError:
+            return default
+        return backend_capability(backend, name, model, default)
 
     def _fallback_backend(self, reason: str, model: str) -> LMBackend:
         from bestofn_core.errors import UnknownNameError

@@ -158,3 +158,34 @@ def test_the_openai_http_prefix_never_falls_back(make_lm: MakeLM, server: Any) -
     with pytest.raises(ConfigurationError, match="api_version"):
         lm(messages=MESSAGES)
     assert server.requests == []
+
+
+def test_json_adapter_asks_for_what_litellm_says_the_model_supports(make_lm: MakeLM, server: Any) -> None:
+    # the plugin answers capability questions as litellm does, so installing it never changes the request
+    server.set_responder(lambda request, i: {"answer": "Paris"})
+    schema_lm, plain_lm = make_lm("openai/gpt-4o-mini"), make_lm("openai/test-model")
+    assert schema_lm.backend is plain_lm.backend is plugin.openai_backend
+    assert schema_lm.supports_response_schema and not plain_lm.supports_response_schema
+    assert "response_format" in plain_lm.supported_params
+    for lm in (schema_lm, plain_lm):
+        with bon.context(lm=lm, adapter=bon.JSONAdapter()):
+            assert bon.Predict("question -> answer")(question="q").answer == "Paris"
+    formats = [request.body["response_format"] for request in server.requests]
+    assert formats[0]["type"] == "json_schema" and formats[0]["json_schema"]["strict"] is True
+    assert formats[1] == {"type": "json_object"}
+    assert {sent_by_agent(request) for request in server.requests} == {"lean"}
+
+
+def test_without_litellm_the_plugin_says_what_its_lean_client_sends(
+    make_lm: MakeLM, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BESTOFN_BLOCK_PLUGINS", "litellm")
+    reset_plugins()
+    lm = make_lm("openai/gpt-4o-mini")
+    assert not lm.supports_response_schema
+    assert lm.supported_params == set(SENT_AS_IS)
+
+
+def sent_by_agent(request: Any) -> str:
+    """``"lean"`` or ``"litellm"``: which client sent ``request``."""
+    return "lean" if request.headers.get("user-agent", "").startswith("bestofn-openai-http/") else "litellm"
