@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic.fields import FieldInfo
 
 from bestofn_core.adapters.base import Adapter
+from bestofn_core.adapters.template_copy import template_copy
 from bestofn_core.adapters.values import annotation_name, format_value, output_type_note, parse_value
 from bestofn_core.errors import AdapterParseError
 from bestofn_core.signatures.field import default_desc, field_extra
@@ -246,7 +247,8 @@ def parse_fields(
     convert: Callable[[Any, Any], Any],
 ) -> dict[str, Any]:
     """Convert each output's raw value with ``convert(raw, annotation)``; raise one ``AdapterParseError``
-    listing every output that is missing or invalid, with the reasons and what did parse."""
+    listing every output that is missing, invalid or a copy of the prompt's template (see
+    ``template_copy``), with the reasons and what did parse."""
     parsed: dict[str, Any] = {}
     problems: list[str] = []
     for name, info in signature.output_fields.items():
@@ -254,9 +256,16 @@ def parse_fields(
             problems.append(f"`{name}` is missing")
             continue
         try:
-            parsed[name] = convert(raw[name], info.annotation)
+            value = convert(raw[name], info.annotation)
         except ValueError as exc:
             problems.append(f"`{name}` is not a valid {annotation_name(info.annotation)} ({exc})")
+            continue
+        template = (STRUCTURE_INTRO, NOT_SUPPLIED, INCOMPLETE_DEMO_PREFIX)
+        copied = template_copy(value, signature, template, info.annotation)
+        if copied is not None:
+            problems.append(f"`{name}` copies the prompt's template ({copied!r}) instead of answering")
+            continue
+        parsed[name] = value
     missing = [name for name in signature.output_fields if name not in parsed]
     if missing:
         raise AdapterParseError(

@@ -137,6 +137,12 @@ class BaseLM:
         """Whether the LM honours a JSON-schema ``response_format``. Subclasses override."""
         return False
 
+    @property
+    def preferred_adapter(self) -> str | None:
+        """The adapter (``"plugin:name"``) that suits this model, used when none is configured; ``None``:
+        the default (``chat``). Subclasses override."""
+        return None
+
     async def acomplete(self, request: LMRequest) -> LMResponse:
         """Send one request. Subclasses override this, or the sync ``complete``."""
         if type(self).complete is BaseLM.complete:

@@ -57,6 +57,12 @@ class LM(BaseLM):
         """Whether the backend honours a JSON-schema ``response_format`` (its optional attribute)."""
         return bool(getattr(self.backend, "supports_response_schema", False))
 
+    @property
+    def preferred_adapter(self) -> str | None:
+        """The adapter the backend says suits its models (its optional attribute), e.g. ``"compact"``."""
+        preferred = getattr(self.backend, "preferred_adapter", None)
+        return preferred if isinstance(preferred, str) and preferred else None
+
     async def acomplete(self, request: LMRequest) -> LMResponse:
         """Send ``request`` through the backend."""
         try:
