@@ -44,6 +44,7 @@ SELF_CONSISTENCY = "voting:majority"
 
 EXAMPLES = """\
 examples:
+  bestofn run "question -> answer" question="What is the capital of Belgium?" -n 16
   bestofn run "question -> answer" question="What is the capital of Belgium?" -n 5 \\
       --reward text:one_word --threshold 1.0
   bestofn run "question -> answer" question="..." --lm openai/gpt-4o-mini --chain-of-thought --json
@@ -59,10 +60,11 @@ def add_run_command(commands: Any) -> None:
     """Declare ``bestofn run`` on the ``commands`` subparsers."""
     parser = commands.add_parser(
         "run",
-        help="sample a signature N times, score each answer with a reward, print the best",
+        help="sample a signature N times, keep the best answer (by reward, or the most frequent), print it",
         description=(
             'Run a signature (e.g. "question -> answer") N times with different rollout ids at temperature '
-            "1.0, score every answer with a reward, and print the winner and every candidate."
+            "1.0, score every answer with a reward (without --reward: the most frequent answer wins), and "
+            "print the winner and every candidate."
         ),
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,

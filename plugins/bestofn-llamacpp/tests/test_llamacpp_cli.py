@@ -51,6 +51,7 @@ SEEDS = range(0, 1000, 100)
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # 160 generations of the real model: minutes on 2 busy CPUs
 def test_the_readme_job_answers_right_and_wrong_candidates_lose_over_ten_seeds(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
