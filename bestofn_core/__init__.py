@@ -6,7 +6,7 @@ until it is first needed.
 
 from bestofn_core import errors
 from bestofn_core._version import __version__
-from bestofn_core.adapters import Adapter, ChatAdapter, JSONAdapter
+from bestofn_core.adapters import Adapter, ChatAdapter, CompactAdapter, JSONAdapter
 from bestofn_core.best_of_n.best_of_n import BestOfN
 from bestofn_core.best_of_n.candidates import BestOfNPrediction, Candidate
 from bestofn_core.best_of_n.rewards import reward
@@ -39,6 +39,7 @@ __all__ = [
     "Candidate",
     "ChainOfThought",
     "ChatAdapter",
+    "CompactAdapter",
     "Completions",
     "Example",
     "InputField",

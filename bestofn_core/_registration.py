@@ -176,7 +176,15 @@ class _Collector:
             hookspecs.RegisterSelectionPolicy,
             hookspecs.RegisterSerializer,
             hookspecs.RegisterExecutor,
-        ] = (self.lm_backend, self.reward, self.selection_policy, self.serializer, self.executor)
+            hookspecs.RegisterAdapter,
+        ] = (
+            self.lm_backend,
+            self.reward,
+            self.selection_policy,
+            self.serializer,
+            self.executor,
+            self.adapter,
+        )
         return dict(zip(KINDS, callbacks, strict=True))[self.kind]
 
     def raise_swallowed_error(self) -> None:
@@ -214,6 +222,10 @@ class _Collector:
     def executor(self, executor: Any, /, *, name: str) -> None:
         """``register`` of ``register_executors``."""
         self._add(executor, name)
+
+    def adapter(self, adapter: Any, /, *, name: str) -> None:
+        """``register`` of ``register_adapters``."""
+        self._add(adapter, name)
 
     def _add(self, obj: Any, name: str, **options: Any) -> None:
         if not isinstance(name, str) or not _NAME_RE.match(name):

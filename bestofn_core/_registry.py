@@ -41,7 +41,7 @@ FIRST_PARTY_BACKEND_PREFIXES: Mapping[str, tuple[str, str]] = MappingProxyType(
 )
 
 #: What a plugin can register.
-Kind = Literal["lm_backend", "reward", "selection_policy", "serializer", "executor"]
+Kind = Literal["lm_backend", "reward", "selection_policy", "serializer", "executor", "adapter"]
 #: Every ``Kind``, in the order hooks are called and listed.
 KINDS: tuple[Kind, ...] = get_args(Kind)
 
@@ -62,6 +62,7 @@ _KIND_SPECS: dict[Kind, _KindSpec] = {
     ),
     "serializer": _KindSpec("register_serializers", "serializer", "serializers", protocols.Serializer),
     "executor": _KindSpec("register_executors", "executor", "executors", protocols.Executor),
+    "adapter": _KindSpec("register_adapters", "adapter", "adapters", protocols.AdapterProtocol),
 }
 _HOOK_NAMES = tuple(spec.hook for spec in _KIND_SPECS.values())
 
@@ -74,7 +75,7 @@ def describe_kind(kind: Kind, *, plural: bool = False) -> str:
 
 @dataclass(frozen=True)
 class Registration:
-    """One registered item: a reward, backend, policy, serializer or executor, and where it came from.
+    """One registered item: a reward, backend, policy, serializer, executor or adapter, and its origin.
 
     Attributes:
         kind: what it is (``"reward"``, ``"lm_backend"``, ...).

@@ -1,4 +1,4 @@
-"""The whole plugin API on one screen: the markers, the ``register`` callbacks and the five hooks.
+"""The whole plugin API on one screen: the markers, the ``register`` callbacks and the six hooks.
 
 A plugin is a module (or any object) with functions marked ``@hookimpl`` and named after a hook below,
 published under the ``bestofn`` entry-point group::
@@ -34,9 +34,10 @@ from typing import Any, Protocol
 
 import pluggy
 
-from bestofn_core.protocols import Executor, LMBackend, SelectionPolicy, Serializer
+from bestofn_core.protocols import AdapterProtocol, Executor, LMBackend, SelectionPolicy, Serializer
 
 __all__ = [
+    "RegisterAdapter",
     "RegisterExecutor",
     "RegisterLMBackend",
     "RegisterReward",
@@ -44,6 +45,7 @@ __all__ = [
     "RegisterSerializer",
     "hookimpl",
     "hookspec",
+    "register_adapters",
     "register_executors",
     "register_lm_backends",
     "register_rewards",
@@ -111,6 +113,14 @@ class RegisterExecutor(Protocol):
         ...
 
 
+class RegisterAdapter(Protocol):
+    """The ``register`` callback of ``register_adapters``."""
+
+    def __call__(self, adapter: AdapterProtocol, /, *, name: str) -> None:
+        """Offer ``adapter`` (a ``bestofn_core.protocols.AdapterProtocol``) as ``"<plugin>:<name>"``."""
+        ...
+
+
 @hookspec
 def register_lm_backends(register: RegisterLMBackend) -> None:
     """Register LM backends: objects that send chat-completion requests to a model.
@@ -171,4 +181,19 @@ def register_executors(register: RegisterExecutor) -> None:
         ``submit(call)`` starts a ``BatchCall`` and returns an ``asyncio.Future`` of its result (cancelling
         the future cancels the call) and whose ``async aclose()`` releases its workers. Ordering, error
         budget, stragglers and progress are the kernel's: an executor only starts and cancels calls.
+    """
+
+
+@hookspec
+def register_adapters(register: RegisterAdapter) -> None:
+    """Register adapters: the prompt formats that turn a signature into chat messages and back.
+
+    Called once per plugin when the registry is built (the first time a ``Predict`` call picks its
+    adapter, or an adapter is looked up by name, e.g. by ``bestofn run --adapter plugin:name``).
+
+    :param register: call ``register(adapter, name=...)`` once per adapter; ``adapter`` must satisfy
+        ``bestofn_core.protocols.AdapterProtocol`` (``format``, ``parse`` and ``async acall``; subclass
+        ``bestofn_core.adapters.Adapter`` to get ``acall``). One instance serves every call, so keep no
+        per-call state on it. Users pick it with ``configure(adapter="plugin:name")``; a backend names
+        the one that suits its models with its ``preferred_adapter`` attribute.
     """

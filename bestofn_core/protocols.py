@@ -91,6 +91,9 @@ class LMBackend(Protocol):
     #   ``"response_format"`` there, ``JSONAdapter`` sends none. Undeclared: ``DEFAULT_SUPPORTED_PARAMS``.
     # - ``supports_text_completions: bool``: the backend sends ``model_type="text"`` requests
     #   (``LMRequest.model_type``) as text completions; ``LM(..., model_type="text")`` refuses other backends.
+    # - ``preferred_adapter: str``: the adapter (a ``"plugin:name"`` reference, see ``register_adapters``)
+    #   that suits the backend's models: ``Predict`` uses it when the user configured no adapter, so a
+    #   backend serving small local models can ask for a prompt they follow.
 
     async def acomplete(self, request: LMRequest) -> LMResponse:
         """Send ``request`` and return the choices, usage and model name."""
@@ -129,6 +132,34 @@ def backend_capability(backend: Any, name: str, model: str, default: Any) -> Any
     """
     value = getattr(backend, name, default)
     return value(model) if callable(value) else value
+
+
+@runtime_checkable
+class AdapterProtocol(Protocol):
+    """Turns a signature, demos and inputs into chat messages, and the LM's text back into output fields.
+
+    Registered by ``register_adapters`` and chosen with ``configure(adapter=...)``. The base class
+    ``bestofn_core.adapters.Adapter`` implements ``acall`` from ``format`` and ``parse``.
+    """
+
+    def format(self, signature: Any, demos: list[Mapping[str, Any]], inputs: Mapping[str, Any]) -> list[Any]:
+        """The chat messages (``[{"role": ..., "content": ...}, ...]``) asking the LM for the outputs."""
+        ...
+
+    def parse(self, signature: Any, completion: str) -> dict[str, Any]:
+        """The output fields read from one completion; raise ``AdapterParseError`` when some are missing."""
+        ...
+
+    async def acall(
+        self,
+        lm: Any,
+        lm_kwargs: dict[str, Any],
+        signature: Any,
+        demos: list[Mapping[str, Any]],
+        inputs: Mapping[str, Any],
+    ) -> list[dict[str, Any]]:
+        """Call ``lm`` once with ``lm_kwargs`` and return the output fields of each returned choice."""
+        ...
 
 
 @runtime_checkable
@@ -289,6 +320,10 @@ class SelectionPolicy(Protocol):
 
     Registered by ``register_selection_policies``; its full contract lives with BestOfN.
     """
+
+    # Optional, not part of the runtime check: ``needs_rewards: bool``, whether the policy chooses by
+    # reward. A policy without the attribute is taken to need rewards; one that declares ``False`` (a
+    # majority vote) lets ``BestOfN`` run without ``reward_fn``, and its candidates' ``reward`` is ``None``.
 
     def should_stop(self, candidates: Sequence[Any], threshold: float | None) -> bool:
         """Given the finished candidates (in rollout order), whether to stop sampling now."""

@@ -21,7 +21,7 @@ from bestofn_core.protocols import LanguageModel
 #: Every known setting with its default. Unknown names are refused so a typo never goes unnoticed.
 DEFAULTS: dict[str, Any] = {
     "lm": None,  # the LM predictors use when they have none of their own
-    "adapter": None,  # None means ChatAdapter (with JSONAdapter fallback)
+    "adapter": None,  # an Adapter or "plugin:name"; None: the LM's preferred adapter, else "chat"
     "trace": [],  # list of (predictor, inputs, prediction) appended by Predict; None disables tracing
     "callbacks": [],  # BaseCallback instances called for every module, LM and adapter event
     "track_usage": False,  # attach per-model token usage to the outermost call's Prediction

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bestofn_core.adapters import ChatAdapter, JSONAdapter
+from bestofn_core.adapters.template_copy import template_copy
 from bestofn_core.errors import AdapterParseError
 from bestofn_core.signatures import InputField, OutputField, make_signature
 
@@ -97,7 +98,8 @@ PLAIN_TEXT = st.text().filter(lambda text: "[[" not in text)
 @given(
     st.fixed_dictionaries(
         {
-            "answer": PLAIN_TEXT,
+            # a value that is a field name or a placeholder is refused by design (tests/test_template_copy.py)
+            "answer": PLAIN_TEXT.filter(lambda text: template_copy(text, SIGNATURE) is None),
             "n": st.integers(),
             "score": st.floats(allow_nan=False),
             "ok": st.booleans(),

@@ -597,3 +597,61 @@ def test_the_module_api_works_on_a_bestofn(tmp_path: Path) -> None:
     assert loaded(question="q").answer == "bb"
     assert len(loaded.module.predict.history) == 2
     assert len(loaded.history) == 2 and "bb" in loaded.inspect_history(n=2)
+
+
+# ---------------------------------------------------------------- no reward where none is used
+
+
+def test_a_majority_vote_needs_no_reward(lm: bon.LM, server: Any) -> None:
+    answers = iter(["Lyon", "Paris", "paris.", "Nice", "Paris"])
+    server.set_responder(lambda request, index: {"answer": next(answers)})
+    best = bon.BestOfN(bon.Predict("question -> answer"), N=5, policy="voting:majority", concurrency=1)
+    pred = best(question="What is the capital of France?")
+    assert pred.answer == "Paris" and pred.winner.rollout_id == 1
+    assert [c.reward for c in pred.candidates] == [None] * 5
+    assert all(c.ok for c in pred.candidates)
+    assert len(server.requests) == 5
+
+
+def test_a_majority_vote_without_a_reward_still_counts_failures(lm: bon.LM, server: Any) -> None:
+    # a template copy is a failed attempt (a parse error, also in the JSON retry), not a vote
+    answers = iter(["{answer}", "{answer}", "Paris", "Lyon", "Paris"])
+    server.set_responder(lambda request, index: {"answer": next(answers)})
+    best = bon.BestOfN(
+        bon.Predict("question -> answer"), N=4, policy="voting:majority", concurrency=1, fail_count=1
+    )
+    pred = best(question="What is the capital of France?")
+    assert pred.answer == "Paris"
+    assert [c.ok for c in pred.candidates] == [False, True, True, True]
+    first_try = pred.candidates[0].error.__cause__  # ChatAdapter's, before its JSON retry failed too
+    assert "`answer` copies the prompt's template ('{answer}')" in str(first_try)
+
+
+@pytest.mark.parametrize("policy", ["threshold", "voting:weighted", "voting:top_k"])
+def test_a_policy_that_chooses_by_reward_without_one_is_refused_at_construction(
+    lm: bon.LM, server: Any, policy: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=f"has no reward_fn, but the selection policy '{policy}'"):
+        bon.BestOfN(bon.Predict("question -> answer"), N=3, policy=policy)
+    assert server.requests == []
+
+
+def test_a_policy_that_does_not_say_is_taken_to_need_rewards(lm: bon.LM) -> None:
+    class Earliest:
+        def should_stop(self, candidates: Any, threshold: float | None) -> bool:
+            return False
+
+        def select(self, candidates: Any) -> Any:
+            return candidates[0]
+
+    with pytest.raises(ConfigurationError, match="chooses by reward. Pass reward_fn=") as caught:
+        bon.BestOfN(bon.Predict("question -> answer"), N=3, policy=Earliest())
+    assert "policy='voting:majority'" in str(caught.value)
+
+
+def test_a_saved_program_without_a_reward_loads_back(lm: bon.LM, tmp_path: Path) -> None:
+    best = bon.BestOfN(bon.Predict("question -> answer"), N=3, policy="voting:majority")
+    best.save(tmp_path / "p.json")
+    loaded = bon.BestOfN(bon.Predict("question -> answer"), N=1, policy="voting:majority")
+    loaded.load(tmp_path / "p.json")
+    assert loaded.N == 3 and loaded.reward_fn is None and loaded.policy_ref == "voting:majority"

@@ -244,10 +244,64 @@ def test_bad_input_is_one_line_and_exit_2(
     assert "Traceback" not in err
 
 
-def test_a_missing_reward_option_is_a_usage_error(run_cli: Callable[..., tuple[int, str, str]]) -> None:
-    status, _, err = run_cli(SIGNATURE, QUESTION)
+def test_without_a_reward_the_most_frequent_answer_wins_and_the_run_says_so(
+    run_cli: Callable[..., tuple[int, str, str]], server: OpenAICompatServer
+) -> None:
+    server.set_responder(answers("Antwerp", "Brussels", "brussels.", "Ghent", "Brussels"))
+    status, out, err = run_cli(SIGNATURE, QUESTION, "-n", "5", "--concurrency", "1")
+    assert status == 0, err
+    assert "no --reward: self-consistency, the most frequent `answer` of the 5 samples wins" in err
+    lines = out.splitlines()
+    assert lines[0] == "answer: Brussels"
+    header = next(line for line in lines if "rollout" in line)
+    assert header.split() == ["rollout", "votes", "answer", "tokens", "latency", "error"]
+    rows = [row.split()[:4] for row in lines[lines.index(header) + 1 : lines.index(header) + 6]]
+    # wrong answers lose the vote; the winner is the earliest holder of the most frequent answer
+    assert rows == [
+        ["0", "1", "Antwerp", rows[0][3]],
+        ["*", "1", "3", "Brussels"],
+        ["2", "3", "brussels.", rows[2][3]],
+        ["3", "1", "Ghent", rows[3][3]],
+        ["4", "3", "Brussels", rows[4][3]],
+    ]
+    assert "* the winner (rollout 1, the most frequent answer: 3 of 5 votes)" in out
+
+
+def test_without_a_reward_the_vote_is_on_the_signatures_output_field(
+    run_cli: Callable[..., tuple[int, str, str]], server: OpenAICompatServer
+) -> None:
+    capitals = iter(["Ghent", "Brussels", "Brussels"])
+    server.set_responder(lambda request, index: {"capital": next(capitals)})
+    status, out, err = run_cli("question -> capital", QUESTION, "-n", "3", "--concurrency", "1", "--json")
+    assert status == 0, err
+    document = orjson.loads(out)
+    assert document["outputs"] == {"capital": "Brussels"}
+    assert document["reward"] is None and document["policy"] == "voting:majority"
+    assert [c["reward"] for c in document["candidates"]] == [None, None, None]
+
+
+def test_a_policy_that_needs_a_reward_without_one_is_a_usage_error(
+    run_cli: Callable[..., tuple[int, str, str]], server: OpenAICompatServer
+) -> None:
+    status, out, err = run_cli(SIGNATURE, QUESTION, "--policy", "threshold")
+    assert status == 2 and out == ""
+    assert "--policy threshold chooses by reward: give --reward plugin:name too" in err
+    assert server.requests == []
+
+
+def test_self_consistency_without_the_voting_plugin_names_the_fix(
+    run_cli: Callable[..., tuple[int, str, str]], server: OpenAICompatServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BESTOFN_BLOCK_PLUGINS", "voting")
+    reset_plugins()
+    try:
+        status, _, err = run_cli(SIGNATURE, QUESTION)
+    finally:
+        monkeypatch.delenv("BESTOFN_BLOCK_PLUGINS")
+        reset_plugins()
     assert status == 2
-    assert "the following arguments are required: --reward" in err
+    assert "needs the bestofn-voting plugin: pip install bestofn-voting" in err
+    assert server.requests == []
 
 
 def test_debug_shows_the_traceback(run_cli: Callable[..., tuple[int, str, str]]) -> None:

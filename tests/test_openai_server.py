@@ -206,6 +206,16 @@ def test_requested_fields_json_and_text() -> None:
     assert requested_fields(f"{JSON_SUFFIX}\n{CHAT_SUFFIX}")[0] == "chat"
 
 
+def test_requested_fields_compact() -> None:
+    assert requested_fields("What is 2 + 2?\n\nReply with the answer only.") == ("compact", ["answer"])
+    typed = "Text: a b\n\nReply with the word count only, a whole number."
+    assert requested_fields(typed) == ("compact", ["word_count"])
+    several = 'q\n\nReply with a "Reasoning:" line, then a "Final Answer:" line.'
+    assert requested_fields(several) == ("compact", ["reasoning", "final_answer"])
+    # only the prompt's last line is the request: a question quoting it is not
+    assert requested_fields("Reply with the answer only.\nWhat is it?")[0] == "text"
+
+
 def test_render_fields() -> None:
     chat = render_fields("chat", {"reasoning": "because", "answer": ["a", "b"]})
     assert chat == (
@@ -216,6 +226,8 @@ def test_render_fields() -> None:
     assert list(json.loads(as_json)) == ["reasoning", "answer", "score"]
     assert render_fields("text", {"a": "x", "b": 2}) == "x\n\n2"
     assert render_fields("chat", {}) == "[[ ## completed ## ]]"
+    assert render_fields("compact", {"answer": "Paris"}) == "Paris"
+    assert render_fields("compact", {"reasoning": "r", "final_answer": 4}) == "Reasoning: r\nFinal Answer: 4"
     with pytest.raises(ValueError):
         render_fields("xml", {})
 

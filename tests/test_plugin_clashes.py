@@ -8,6 +8,7 @@ path, as a package installed later or in a user site would be: ``bestofn-imposto
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import sys
@@ -241,6 +242,11 @@ def test_the_cli_names_its_own_fix_when_backends_claim_the_same_prefix(
     installed_plugins: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     get_plugin_manager().register(OtherEchoPlugin(), name="other")
+    # the isolated registry keeps only the serializer built-ins; this test's backends answer ChatAdapter's
+    # format, so the built-in adapters are registered too
+    get_plugin_manager().register(
+        importlib.import_module("bestofn_core.default_plugins.adapters"), name="adapters"
+    )
     argv = [
         "run",
         "question -> answer",

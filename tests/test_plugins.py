@@ -18,6 +18,7 @@ import bestofn_tests_plugin_fixtures as plugin_fixtures  # loaded by tests/conft
 import pluggy
 import pytest
 
+import bestofn_core as bon
 from bestofn_core import default_plugins, hookspecs
 from bestofn_core._version import __version__
 from bestofn_core.errors import (
@@ -154,7 +155,7 @@ def test_every_hook_maps_to_a_kind() -> None:
     from bestofn_core.plugins import _HOOK_NAMES
 
     assert sorted(_HOOK_NAMES) == _hook_names()
-    assert len(KINDS) == len(_HOOK_NAMES) == 5
+    assert len(KINDS) == len(_HOOK_NAMES) == 6
 
 
 @pytest.mark.parametrize("hook_name", _hook_names())
@@ -705,6 +706,7 @@ def test_entry_point_plugins_are_discovered(installed_plugins: Path) -> None:
     assert registry.serializer_for("data.TESTFMT").qualified_name == "testplug:testfmt"
     assert registry.names("executor") == ["testplug:tp_serial"]
     assert registry.lm_backend_for("echo/model").qualified_name == "testplug:echo"
+    assert registry.names("adapter") == ["testplug:tp_lines"]
     assert registry.build_reward("tp_max_words", n=1)({}, "one two") == 0.0
     info = info_of("testplug")
     assert (info.distribution, info.version, info.module) == (
@@ -715,6 +717,17 @@ def test_entry_point_plugins_are_discovered(installed_plugins: Path) -> None:
     assert not info.builtin and info.error is None and not info.blocked
     assert info.location is not None and Path(info.location).is_relative_to(installed_plugins)
     assert info.registered["reward"] == ["testplug:tp_length", "testplug:tp_max_words"]
+
+
+def test_a_backend_of_an_installed_plugin_picks_the_adapter_its_plugin_registered(
+    installed_plugins: Path,
+) -> None:
+    lm = bon.LM("echo/model", cache=False)
+    assert lm.preferred_adapter == "testplug:tp_lines"
+    prediction = bon.Predict("question -> answer")(question="hi", lm=lm)
+    assert prediction.answer == "question=hi"  # tp_lines wrote the prompt, the backend echoed it
+    with bon.context(adapter="testplug:tp_lines"):  # also by name, for any LM
+        assert bon.Predict("question -> answer")(question="x", lm=lm).answer == "question=x"
 
 
 def test_broken_entry_points_are_recorded_and_the_rest_works(

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic.fields import FieldInfo
 
 from bestofn_core.adapters.base import Adapter
+from bestofn_core.adapters.template_copy import template_copy
 from bestofn_core.adapters.values import (
     allows_none,
     format_value,
@@ -258,7 +259,8 @@ def parse_fields(
     convert: Callable[[Any, Any], Any],
 ) -> dict[str, Any]:
     """Convert each output's raw value with ``convert(raw, annotation)``; raise one ``AdapterParseError``
-    listing every output that is missing or invalid, with the reasons and what did parse.
+    listing every output that is missing, invalid or a copy of the prompt's template (see
+    ``template_copy``), with the reasons and what did parse.
 
     An output the answer leaves out takes its default when it has one, else ``None`` when its type
     allows ``None`` (DSPy's rule); only the others are missing.
@@ -274,12 +276,19 @@ def parse_fields(
             continue
         value = raw[name]
         try:
-            parsed[name] = convert(value, info.annotation)
+            converted = convert(value, info.annotation)
         except ValueError as exc:
             shown = value.strip() if isinstance(value, str) else value
             problems.append(
                 f"Failed to parse field {name} with value {shown} from the LM response. Error message: {exc}"
             )
+            continue
+        template = (STRUCTURE_INTRO, NOT_SUPPLIED, INCOMPLETE_DEMO_PREFIX)
+        copied = template_copy(converted, signature, template, info.annotation)
+        if copied is not None:
+            problems.append(f"`{name}` copies the prompt's template ({copied!r}) instead of answering")
+            continue
+        parsed[name] = converted
     missing = [name for name in signature.output_fields if name not in parsed]
     if missing:
         raise AdapterParseError(

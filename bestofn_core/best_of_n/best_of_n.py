@@ -71,7 +71,10 @@ class BestOfN(Module):
         module: the program to sample.
         N: how many attempts at most (1 to ``MAX_N``, 10,000).
         reward_fn: ``reward_fn(inputs: dict, prediction) -> float``, sync or async, a Module (an LM
-            judge), or a ``"plugin:name"`` reference to a registered reward.
+            judge), or a ``"plugin:name"`` reference to a registered reward. ``None`` (the default) when
+            the policy needs no reward, e.g. ``policy="voting:majority"`` (self-consistency); a policy that
+            chooses by reward (``needs_rewards``, true unless the policy says otherwise) then raises
+            ``ConfigurationError`` here.
         threshold: stop at the first rollout (in rollout order) whose reward is at least this.
         fail_count: failures tolerated per call (default N); the call raises ``BestOfNError`` once more
             attempts fail, carrying every attempt. It never changes between calls.
@@ -93,7 +96,7 @@ class BestOfN(Module):
         self,
         module: Module,
         N: int,
-        reward_fn: Any,
+        reward_fn: Any = None,
         threshold: float | None = None,
         fail_count: int | None = None,
         *,
@@ -128,9 +131,10 @@ class BestOfN(Module):
         self.sampling: Sampling = checked.sampling
         self.temperature = checked.temperature
         self.reward_timeout = checked.reward_timeout
-        self.reward_fn = resolve_reward(reward_fn)
+        self.reward_fn = None if reward_fn is None else resolve_reward(reward_fn)
         self.policy_ref: str | None = policy if isinstance(policy, str) else None
         self.policy = _resolve_policy(policy)
+        _check_rewards_for(self.policy, self.policy_ref, self.reward_fn)
         self._warn_about_predictor_temperatures()
 
     def _warn_about_predictor_temperatures(self) -> None:
@@ -216,7 +220,7 @@ class BestOfN(Module):
         attempt_lm = self._attempt_lm(lm, rollout_id)
         program, originals = self._attempt_program(attempt_lm)
         tracker = UsageTracker(parent=settings.usage_tracker)
-        candidate = Candidate(index=index, rollout_id=rollout_id)
+        candidate = Candidate(index=index, rollout_id=rollout_id, scored=self.reward_fn is not None)
         trace: list[Any] = []
         started = time.perf_counter()
         try:
@@ -235,7 +239,11 @@ class BestOfN(Module):
         candidate.trace = [(originals.get(id(p), p), args, pred) for p, args, pred in trace]
         return candidate
 
-    async def _score(self, inputs: dict[str, Any], prediction: Prediction, tracker: UsageTracker) -> float:
+    async def _score(
+        self, inputs: dict[str, Any], prediction: Prediction, tracker: UsageTracker
+    ) -> float | None:
+        if self.reward_fn is None:  # the policy chooses without rewards (checked at construction)
+            return None
         # the reward's own LM calls (an LM judge) are paid for but kept out of the program's trace
         with settings.context(trace=[], usage_tracker=tracker):
             return await score(self.reward_fn, inputs, prediction, self.reward_timeout)
@@ -314,6 +322,7 @@ class BestOfN(Module):
         async def judge(index: int, sample: tuple[Prediction, dict[str, Any], list[Any], float]) -> Candidate:
             prediction, usage, trace, latency = sample
             candidate = Candidate(index, start + index, prediction, usage=usage, latency=latency)
+            candidate.scored = self.reward_fn is not None
             candidate.trace = [(p, args, prediction) for p, args, _ in trace]
             tracker = UsageTracker(parent=tracker_parent)
             try:
@@ -376,6 +385,7 @@ class BestOfN(Module):
         if config.get("policy"):
             self.policy = _resolve_policy(config["policy"])
             self.policy_ref = config["policy"]
+        _check_rewards_for(self.policy, self.policy_ref, self.reward_fn)
         return self
 
 
@@ -391,3 +401,19 @@ def _resolve_policy(policy: Any) -> Any:
             f"and select(candidates); {type(policy).__name__} lacks {', '.join(missing)}."
         )
     return policy
+
+
+def needs_rewards(policy: Any) -> bool:
+    """Whether ``policy`` chooses by reward: its ``needs_rewards`` attribute, true when it has none."""
+    return bool(getattr(policy, "needs_rewards", True))
+
+
+def _check_rewards_for(policy: Any, reference: str | None, reward_fn: Any) -> None:
+    if reward_fn is None and needs_rewards(policy):
+        name = f"{reference!r}" if reference else type(policy).__name__
+        raise ConfigurationError(
+            f"BestOfN(...) has no reward_fn, but the selection policy {name} chooses by reward. Pass "
+            "reward_fn=... (a function, a Module, or a 'plugin:name' reward such as 'text:one_word'), or "
+            "choose a policy that needs no reward, such as policy='voting:majority' (self-consistency, "
+            "from the bestofn-voting plugin)."
+        )

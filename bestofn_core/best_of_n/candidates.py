@@ -21,6 +21,8 @@ class Candidate:
         usage: token usage per model of this attempt alone (LM calls of the module and the reward).
         latency: seconds from the attempt's start to its reward.
         trace: the ``(predictor, inputs, prediction)`` entries the attempt recorded.
+        scored: whether the call scores its candidates with a reward; ``False`` when its policy needs
+            none (a majority vote without ``reward_fn``), and then ``reward`` stays ``None``.
     """
 
     index: int
@@ -31,11 +33,14 @@ class Candidate:
     usage: dict[str, dict[str, Any]] = field(default_factory=dict)
     latency: float = 0.0
     trace: list[Any] = field(default_factory=list, repr=False)
+    scored: bool = True
 
     @property
     def ok(self) -> bool:
-        """Whether the attempt produced a prediction with a reward."""
-        return self.error is None and self.prediction is not None and self.reward is not None
+        """Whether the attempt produced a prediction, and its reward when the call scores candidates."""
+        if self.error is not None or self.prediction is None:
+            return False
+        return self.reward is not None or not self.scored
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able summary (prediction fields, reward, error text, usage, latency)."""

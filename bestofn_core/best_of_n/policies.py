@@ -14,6 +14,9 @@ class ThresholdPolicy:
     the lowest rollout that clears it, whatever order attempts finish in.
     """
 
+    #: It chooses by reward: ``BestOfN`` needs a ``reward_fn`` with it.
+    needs_rewards = True
+
     def should_stop(self, candidates: Sequence[Candidate], threshold: float | None) -> bool:
         """Stop when any finished candidate's reward is at least ``threshold`` (never when it is None)."""
         if threshold is None:

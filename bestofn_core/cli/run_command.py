@@ -39,10 +39,14 @@ from bestofn_core.cli.run_file import run_file
 from bestofn_core.cli.run_one import run_one
 from bestofn_core.cli.run_report import EXIT_FAILED, EXIT_SIGNAL_BASE, EXIT_USAGE, one_line, say
 
-__all__ = ["add_run_command"]
+__all__ = ["SELF_CONSISTENCY", "add_run_command"]
+
+#: The policy of ``bestofn run`` without ``--reward``: the most frequent answer wins.
+SELF_CONSISTENCY = "voting:majority"
 
 EXAMPLES = """\
 examples:
+  bestofn run "question -> answer" question="What is the capital of Belgium?" -n 16
   bestofn run "question -> answer" question="What is the capital of Belgium?" -n 5 \\
       --reward text:one_word --threshold 1.0
   bestofn run "question -> answer" question="..." --lm openai/gpt-4o-mini --chain-of-thought --json
@@ -58,10 +62,11 @@ def add_run_command(commands: Any) -> None:
     """Declare ``bestofn run`` on the ``commands`` subparsers."""
     parser = commands.add_parser(
         "run",
-        help="sample a signature N times, score each answer with a reward, print the best",
+        help="sample a signature N times, keep the best answer (by reward, or the most frequent), print it",
         description=(
             'Run a signature (e.g. "question -> answer") N times with different rollout ids at temperature '
-            "1.0, score every answer with a reward, and print the winner and every candidate."
+            "1.0, score every answer with a reward (without --reward: the most frequent answer wins), and "
+            "print the winner and every candidate."
         ),
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -72,7 +77,11 @@ def add_run_command(commands: Any) -> None:
     )
     sampling = parser.add_argument_group("sampling")
     sampling.add_argument("-n", "--n", type=int, default=5, help="attempts per question (default 5)")
-    sampling.add_argument("--reward", required=True, help="the reward, 'plugin:name' (e.g. text:one_word)")
+    sampling.add_argument(
+        "--reward",
+        help="the reward, 'plugin:name' (e.g. text:one_word); without it, self-consistency: the most "
+        "frequent answer wins (a majority vote, from the bestofn-voting plugin)",
+    )
     sampling.add_argument(
         "--reward-param",
         action="append",
@@ -87,7 +96,10 @@ def add_run_command(commands: Any) -> None:
     sampling.add_argument(
         "--reward-timeout", type=float, metavar="SECONDS", help="fail an attempt whose reward takes longer"
     )
-    sampling.add_argument("--policy", default="threshold", help="selection policy (default threshold)")
+    sampling.add_argument(
+        "--policy",
+        help=f"selection policy (default: threshold with --reward, {SELF_CONSISTENCY} without)",
+    )
     sampling.add_argument("--concurrency", type=int, help="attempts running at once (default N)")
     sampling.add_argument(
         "--sampling",
@@ -101,9 +113,9 @@ def add_run_command(commands: Any) -> None:
     program.add_argument("--chain-of-thought", action="store_true", help="reason step by step first")
     program.add_argument(
         "--adapter",
-        choices=("auto", "chat", "json"),
         default="auto",
-        help="prompt format (auto: json when the model honours a JSON schema, else chat)",
+        help="prompt format: chat, json, compact or a plugin's 'plugin:name' (default auto: the one the "
+        "model's backend suits, compact for the embedded model, else chat)",
     )
     program.add_argument("--lm", help=f"model string (default: $BESTOFN_LM, the config file, {DEFAULT_LM})")
     program.add_argument("--api-base", help="the LM server's base URL (OpenAI-compatible servers)")
@@ -178,13 +190,15 @@ def _execute(args: argparse.Namespace) -> int:
     lm = _build_lm(choice, args)
     adapter = _adapter(args.adapter, lm)
     predictor = bon.ChainOfThought(signature) if args.chain_of_thought else bon.Predict(signature)
+    policy_ref = args.policy or ("threshold" if args.reward else SELF_CONSISTENCY)
+    vote_field = next(iter(signature.output_fields))
     best = bon.BestOfN(
         predictor,
         N=args.n,
         reward_fn=_reward(args.reward, args.reward_param),
         threshold=args.threshold,
         fail_count=args.fail_count,
-        policy=args.policy,
+        policy=_policy(policy_ref, vote_field, self_consistency=args.reward is None),
         concurrency=args.concurrency,
         sampling=args.sampling,
         temperature=args.temperature,
@@ -196,10 +210,16 @@ def _execute(args: argparse.Namespace) -> int:
         "n": args.n,
         "reward": args.reward,
         "threshold": args.threshold,
-        "policy": args.policy,
+        "policy": policy_ref,
+        "adapter": adapter,
         "sampling": args.sampling,
         "seed": args.seed,
     }
+    if args.reward is None and not args.json and not args.input:
+        say(
+            f"no --reward: self-consistency, the most frequent `{vote_field}` of the {args.n} samples wins "
+            f"({policy_ref})"
+        )
     with bon.context(lm=lm, adapter=adapter):
         if examples is not None:
             return run_file(best, examples, args, about)
@@ -266,19 +286,55 @@ def _build_lm(choice: LMChoice, args: argparse.Namespace) -> Any:
         ) from exc
 
 
-def _adapter(name: str, lm: Any) -> Any:
-    import bestofn_core as bon
+def _adapter(name: str, lm: Any) -> str:
+    """The qualified name of the adapter ``--adapter`` names (``auto``: the one ``Predict`` would pick)."""
+    from bestofn_core.adapters.choice import adapter_reference
+    from bestofn_core.plugins import get_registry
 
-    if name == "json" or (name == "auto" and lm.supports_response_schema):
-        return bon.JSONAdapter()
-    return bon.ChatAdapter() if name == "chat" else None  # None: ChatAdapter with its JSON fallback
+    reference = adapter_reference(lm) if name == "auto" else name
+    assert reference is not None  # no adapter object is configured here
+    return get_registry().resolve("adapter", reference).qualified_name
 
 
-def _reward(reference: str, params: list[str]) -> Any:
+def _policy(reference: str, field: str, *, self_consistency: bool) -> Any:
+    """The selection policy ``reference`` names, voting on ``field`` when it is a vote over a field."""
+    import dataclasses
+
+    from bestofn_core.best_of_n.best_of_n import needs_rewards
+    from bestofn_core.errors import UnknownNameError
+    from bestofn_core.plugins import get_registry
+
+    try:
+        policy = get_registry().get("selection_policy", reference)
+    except UnknownNameError as exc:
+        if not self_consistency or reference != SELF_CONSISTENCY:
+            raise
+        raise UsageError(
+            "without --reward, bestofn run does self-consistency (a majority vote), which needs the "
+            "bestofn-voting plugin: pip install bestofn-voting. Or score the answers with --reward "
+            "plugin:name (bestofn plugins --all lists the rewards)."
+        ) from exc
+    if self_consistency and needs_rewards(policy):
+        raise UsageError(
+            f"--policy {reference} chooses by reward: give --reward plugin:name too, or leave --policy "
+            f"out for self-consistency ({SELF_CONSISTENCY}, the most frequent answer wins)."
+        )
+    # a vote counts the values of one output field ("answer" by default): make it the signature's
+    voted = getattr(policy, "field", None)
+    if isinstance(voted, str) and voted != field and dataclasses.is_dataclass(policy):
+        policy = dataclasses.replace(policy, field=field)  # type: ignore[type-var]
+    return policy
+
+
+def _reward(reference: str | None, params: list[str]) -> Any:
     import orjson
 
     import bestofn_core as bon
 
+    if reference is None:
+        if params:
+            raise UsageError("--reward-param sets a parameter of --reward; give --reward plugin:name too.")
+        return None
     if not params:
         return reference
     values: dict[str, Any] = {}

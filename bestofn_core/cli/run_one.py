@@ -11,7 +11,14 @@ from typing import Any
 from bestofn_core.best_of_n.best_of_n import BestOfN
 from bestofn_core.best_of_n.candidates import BestOfNPrediction, Candidate
 from bestofn_core.cli.results_file import to_json_bytes
-from bestofn_core.cli.run_report import EXIT_FAILED, format_outcome, one_line, outcome_document, say
+from bestofn_core.cli.run_report import (
+    EXIT_FAILED,
+    format_outcome,
+    one_line,
+    outcome_document,
+    say,
+    vote_counts,
+)
 from bestofn_core.errors import BestOfNError
 
 __all__ = ["run_one"]
@@ -36,7 +43,8 @@ def run_one(
         document = outcome_document(inputs, candidates, winner, error, **about)
         sys.stdout.buffer.write(to_json_bytes(document) + b"\n")
     else:
-        sys.stdout.write(format_outcome(list(signature.output_fields), candidates, winner, args.n))
+        votes = vote_counts(best.policy, candidates) if best.reward_fn is None else None
+        sys.stdout.write(format_outcome(list(signature.output_fields), candidates, winner, args.n, votes))
         if error is not None:
             say(one_line(str(error)))
     sys.stdout.flush()

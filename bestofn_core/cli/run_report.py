@@ -21,6 +21,7 @@ __all__ = [
     "one_line",
     "outcome_document",
     "say",
+    "vote_counts",
 ]
 
 #: Exit statuses (besides 0): an example failed; bad input; interrupted (plus the signal's number).
@@ -79,8 +80,13 @@ def format_outcome(
     candidates: Sequence[Candidate],
     winner: Candidate | None,
     n: int,
+    votes: Mapping[int, int] | None = None,
 ) -> str:
-    """The winning fields, then one table row per candidate (``*`` marks the winner), for people."""
+    """The winning fields, then one table row per candidate (``*`` marks the winner), for people.
+
+    ``votes`` (candidate index -> votes for its answer) adds a ``votes`` column, for a call decided by a
+    vote rather than by rewards.
+    """
     shown = [name for name in output_fields if name not in HIDDEN_FIELDS] or list(output_fields)
     lines: list[str] = []
     if winner is not None and winner.prediction is not None:
@@ -89,14 +95,15 @@ def format_outcome(
     else:
         lines.append("No answer: every attempt failed (see the errors below).")
     lines.append("")
-    header = ["", "rollout", "reward", ", ".join(shown), "tokens", "latency", "error"]
+    score = "votes" if votes is not None else "reward"
+    header = ["", "rollout", score, ", ".join(shown), "tokens", "latency", "error"]
     rows = [header]
     for candidate in candidates:
         rows.append(
             [
                 "*" if candidate is winner else "",
                 str(candidate.rollout_id),
-                "-" if candidate.reward is None else f"{candidate.reward:.3g}",
+                _score_cell(candidate, votes),
                 _answer_cell(candidate, shown),
                 _optional(candidate_tokens(candidate)),
                 f"{candidate.latency:.2f}s",
@@ -107,8 +114,12 @@ def format_outcome(
     for row in rows:
         lines.append("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
     notes = []
-    if winner is not None:
-        notes.append(f"* the winner (rollout {winner.rollout_id}, reward {winner.reward:.3g})")
+    if winner is not None and votes is not None:
+        share = f"{votes.get(winner.index, 0)} of {sum(1 for c in candidates if c.ok)} votes"
+        notes.append(f"* the winner (rollout {winner.rollout_id}, the most frequent answer: {share})")
+    elif winner is not None:
+        reward = "-" if winner.reward is None else f"{winner.reward:.3g}"
+        notes.append(f"* the winner (rollout {winner.rollout_id}, reward {reward})")
     not_run = n - len(candidates)
     if not_run > 0:
         notes.append(f"{not_run} of {n} attempt(s) not needed: sampling stopped early")
@@ -116,6 +127,12 @@ def format_outcome(
         lines.append("")
         lines.extend(notes)
     return "\n".join(lines) + "\n"
+
+
+def _score_cell(candidate: Candidate, votes: Mapping[int, int] | None) -> str:
+    if votes is not None:
+        return str(votes[candidate.index]) if candidate.index in votes else "-"
+    return "-" if candidate.reward is None else f"{candidate.reward:.3g}"
 
 
 def _answer_cell(candidate: Candidate, shown: Sequence[str]) -> str:
@@ -150,3 +167,15 @@ def say(message: str) -> None:
     """One line on stderr, prefixed ``bestofn run:``."""
     sys.stderr.write(f"bestofn run: {message}\n")
     sys.stderr.flush()
+
+
+def vote_counts(policy: Any, candidates: Sequence[Candidate]) -> dict[int, int] | None:
+    """Candidate index -> the votes its answer got, from a voting policy's ``tally`` (``None`` without)."""
+    tally = getattr(policy, "tally", None)
+    if not callable(tally):
+        return None
+    counts: dict[int, int] = {}
+    for vote in tally(list(candidates)):
+        for holder in getattr(vote, "candidates", ()):
+            counts[holder.index] = int(getattr(vote, "votes", 0))
+    return counts

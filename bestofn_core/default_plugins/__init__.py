@@ -19,6 +19,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "bestofn_core.default_plugins.pickle_serializer",
     "bestofn_core.default_plugins.selection_policies",
     "bestofn_core.default_plugins.executors",
+    "bestofn_core.default_plugins.adapters",
 )
 
 # Singular kind words only: a module offering several items (``selection_policies``) keeps its name.

@@ -177,6 +177,12 @@ class BaseLM:
         ``JSONAdapter`` sends a ``response_format`` only to an LM that lists it. Subclasses override."""
         return set()
 
+    @property
+    def preferred_adapter(self) -> str | None:
+        """The adapter (``"plugin:name"``) that suits this model, used when none is configured; ``None``:
+        the default (``chat``). Subclasses override."""
+        return None
+
     async def acomplete(self, request: LMRequest) -> LMResponse:
         """Send one request: through ``aforward``/``forward`` when the subclass has one, else ``complete``."""
         cls = type(self)

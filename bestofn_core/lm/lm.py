@@ -90,6 +90,12 @@ class LM(BaseLM):
         declared = backend_capability(self.backend, "supported_params", self.model, None)
         return set(DEFAULT_SUPPORTED_PARAMS if declared is None else declared)
 
+    @property
+    def preferred_adapter(self) -> str | None:
+        """The adapter the backend says suits its models (its optional attribute), e.g. ``"compact"``."""
+        preferred = getattr(self.backend, "preferred_adapter", None)
+        return preferred if isinstance(preferred, str) and preferred else None
+
     async def acomplete(self, request: LMRequest) -> LMResponse:
         """Send ``request`` through the backend, or a subclass's own ``forward`` (written the DSPy way).
 

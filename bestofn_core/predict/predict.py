@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bestofn_core._runner import run_sync
 from bestofn_core._validation import check_finite, validate_arguments
+from bestofn_core.adapters.choice import adapter_for
 from bestofn_core.errors import ConfigurationError, SignatureError
 from bestofn_core.lm.credentials import without_secrets
 from bestofn_core.lm.lm import lm_from_state
@@ -96,10 +97,8 @@ class Predict(Module, Parameter):
 
     async def aforward(self, **kwargs: Any) -> Prediction:
         """Format the inputs, call the LM, parse each completion, and record the trace."""
-        from bestofn_core.adapters import ChatAdapter
-
         lm, config, signature, demos, inputs = self._prepare(kwargs)
-        adapter = settings.adapter or ChatAdapter()
+        adapter = adapter_for(lm, settings.adapter)
         completions = await adapter.acall(lm, config, signature, demos, inputs)
         prediction = Prediction.from_completions(completions, signature=signature)
         extend_trace([(self, dict(inputs), prediction)])

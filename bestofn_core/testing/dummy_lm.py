@@ -170,7 +170,7 @@ class DummyLM(BaseLM):
         if isinstance(answer, str):
             return answer
         # "text" (a prompt that named no output fields) gets the chat format, which ChatAdapter parses.
-        return render_fields("json" if form == "json" else "chat", dict(answer))
+        return render_fields(form if form in ("json", "compact") else "chat", dict(answer))
 
     def copy(self, **kwargs: Any) -> DummyLM:
         """A copy sharing the script, the request log and the list position."""

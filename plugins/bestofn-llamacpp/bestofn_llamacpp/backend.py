@@ -6,10 +6,10 @@ template stored in the GGUF file) and their results into one ``LMResponse``.
 
 Three rules shape it:
 
-- **Honest sampling.** llama-cpp-python's defaults (temperature 0.2, top-k 40, top-p 0.95, min-p 0.05)
-  would make "temperature 1.0" mean something else than sampling from the model's distribution, so the
-  backend always sends ``SAMPLING_DEFAULTS`` (plain sampling at temperature 1.0, no truncation, no
-  penalty) and only the request's own parameters change them.
+- **Stated sampling.** llama-cpp-python's defaults (temperature 0.2, top-k 40, top-p 0.95, min-p 0.05)
+  would make "temperature 1.0" mean something else than it says, so the backend always sends
+  ``SAMPLING_DEFAULTS`` (temperature 1.0 with min-p 0.1, which keeps a small model coherent, no other
+  truncation, no penalty) and only the request's own parameters change them.
 - **Reproducible rollouts.** Every choice samples with its own seed, derived from the request's
   ``rollout_id`` (see ``sampling_seed``), and the model state is reset before each choice: llama-cpp-python
   otherwise reuses the previous prompt's evaluation, which changes the logits slightly and so the text.
@@ -66,15 +66,18 @@ DEFAULT_N_CTX = 2048
 #: is full, and best-of-N multiplies that.
 DEFAULT_MAX_TOKENS = 512
 
-#: What every completion is sampled with unless the request's params say otherwise: plain sampling from
-#: the model's distribution at temperature 1.0 (no top-k, top-p, min-p or typical-p truncation, no
-#: repetition, presence or frequency penalty), as the OpenAI API defines it.
+#: What every completion is sampled with unless the request's params say otherwise: temperature 1.0 with
+#: min-p truncation at 0.1 (tokens less than a tenth as likely as the most likely one are never drawn),
+#: no top-k, top-p or typical-p truncation, no repetition, presence or frequency penalty. At 135M
+#: parameters plain temperature-1.0 sampling is mostly noise; min_p=0.1 keeps the samples coherent and
+#: still distinct (the numbers that chose it are in the README). ``min_p=0.0, top_k=0, top_p=1.0`` in
+#: the request give plain sampling from the model's distribution, as the OpenAI API defines it.
 SAMPLING_DEFAULTS: Mapping[str, float] = MappingProxyType(
     {
         "temperature": 1.0,
         "top_k": 0,
         "top_p": 1.0,
-        "min_p": 0.0,
+        "min_p": 0.1,
         "typical_p": 1.0,
         "repeat_penalty": 1.0,
         "presence_penalty": 0.0,
@@ -154,9 +157,13 @@ class LlamaCppBackend:
     #: One request returns ``n`` choices, each with its own seed.
     supports_n = True
     #: A JSON-schema ``response_format`` becomes a llama.cpp grammar: the model can only produce an object
-    #: with the schema's fields, so ``JSONAdapter`` (chosen by ``bestofn run`` for this backend) always
-    #: parses. Small models rarely follow ChatAdapter's field markers without it.
+    #: with the schema's fields, so ``JSONAdapter`` always parses (though a small model may fill it with
+    #: the placeholders DSPy's layout shows, which the adapters refuse as template copies).
     supports_response_schema = True
+    #: The prompt small local models follow (``bestofn_core.CompactAdapter``), used whenever the user
+    #: configured no adapter: on SmolLM2-135M, DSPy's layout and the JSON grammar made most answers
+    #: copies of the template (see the README's numbers).
+    preferred_adapter = "compact"
 
     def __init__(
         self,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import threading
 import time
@@ -180,7 +181,7 @@ def test_sampling_seed_is_a_documented_deterministic_hash() -> None:
 # ---------------------------------------------------------------- what llama.cpp receives
 
 
-def test_honest_sampling_defaults_are_sent(make_lm: MakeLM, spy: Any) -> None:
+def test_the_stated_sampling_defaults_are_sent(make_lm: MakeLM, spy: Any) -> None:
     spy.dry = True  # up to DEFAULT_MAX_TOKENS tokens per choice otherwise
     assert make_lm(max_tokens=None, n_ctx=2048)("Hi", rollout_id=5, n=2) == ["(dry run)"] * 2
     assert spy.kwargs == [
@@ -191,7 +192,7 @@ def test_honest_sampling_defaults_are_sent(make_lm: MakeLM, spy: Any) -> None:
         "temperature": 1.0,
         "top_k": 0,
         "top_p": 1.0,
-        "min_p": 0.0,
+        "min_p": 0.1,  # temperature 1.0 with the tail cut: see the README's numbers
         "typical_p": 1.0,
         "repeat_penalty": 1.0,
         "presence_penalty": 0.0,
@@ -200,6 +201,25 @@ def test_honest_sampling_defaults_are_sent(make_lm: MakeLM, spy: Any) -> None:
     assert spy.calls[0]["messages"] == [{"role": "user", "content": "Hi"}]
     # generation runs on the kernel's worker threads, never on an event loop's thread
     assert all(name.startswith("bestofn-worker") for name in spy.threads)
+
+
+def test_pure_sampling_is_one_param_away(make_lm: MakeLM, spy: Any) -> None:
+    make_lm(min_p=0.0, top_k=0, top_p=1.0)("Hi", rollout_id=1)
+    (sent,) = spy.kwargs
+    assert (sent["temperature"], sent["min_p"], sent["top_k"], sent["top_p"]) == (1.0, 0.0, 0, 1.0)
+
+
+def test_the_backend_prefers_the_compact_prompt_unless_one_is_configured(make_lm: MakeLM, spy: Any) -> None:
+    lm = make_lm(max_tokens=12)
+    assert lm.preferred_adapter == "compact"
+    bon.Predict("question -> answer")(question="What is the capital of Belgium?", lm=lm)
+    assert spy.calls[-1]["messages"] == [
+        {"role": "user", "content": "What is the capital of Belgium?\n\nReply with the answer only."}
+    ]
+    chat = bon.ChatAdapter(use_json_adapter_fallback=False)
+    with bon.context(adapter=chat), contextlib.suppress(AdapterParseError):
+        bon.Predict("question -> answer")(question="What is the capital of Belgium?", lm=lm)
+    assert "[[ ## answer ## ]]" in spy.calls[-1]["messages"][-1]["content"]
 
 
 def test_the_users_params_override_the_defaults(make_lm: MakeLM, spy: Any) -> None:
@@ -252,7 +272,9 @@ def test_response_format_becomes_a_json_grammar(make_lm: MakeLM, spy: Any) -> No
 
 
 def test_json_adapter_gets_a_schema_grammar_so_every_attempt_parses(make_lm: MakeLM) -> None:
-    lm = make_lm(max_tokens=48)
+    # plain sampling: under min_p=0.1 this model may put a raw newline in a JSON string, which the
+    # grammar allows and JSON does not
+    lm = make_lm(max_tokens=48, min_p=0.0)
     assert lm.supports_response_schema
     # typed outputs the grammar keeps short: a free-text answer may ramble past max_tokens, and a cut
     # answer is not an object whatever the grammar

@@ -12,7 +12,7 @@ import math
 import numbers
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from bestofn_core.best_of_n.candidates import BestOfNPrediction, Candidate
 from bestofn_core.errors import ConfigurationError
@@ -211,9 +211,9 @@ class MajorityVote(_FieldVote):
             each candidate every time the policy looks, so keep it cheap (or ``functools.lru_cache`` it).
 
     Only successful candidates vote. Ties go to the value seen at the earliest rollout, and the winner is
-    the earliest candidate holding the winning value. Rewards play no part in the vote: BestOfN still
-    needs a ``reward_fn`` (a candidate whose reward failed counts as failed), and
-    ``reward_fn=lambda inputs, pred: 0.0`` is fine.
+    the earliest candidate holding the winning value. Rewards play no part in the vote, so BestOfN needs
+    no ``reward_fn`` with this policy (``needs_rewards`` is false); given one, it is still called, and a
+    candidate whose reward failed counts as failed.
 
     Early stopping reads BestOfN's ``threshold`` as a **vote count**: sampling stops as soon as one value
     has ``threshold`` votes (a whole number >= 2); ``None`` samples all N. A policy is not told N, so a
@@ -223,6 +223,9 @@ class MajorityVote(_FieldVote):
     trades that guarantee for fewer attempts (the first value to reach it wins). Either way the decision
     follows rollout order, so it does not depend on which attempts finish first.
     """
+
+    #: The vote ignores rewards: ``BestOfN(module, N, policy=MajorityVote())`` needs no ``reward_fn``.
+    needs_rewards: ClassVar[bool] = False
 
     def should_stop(self, candidates: Sequence[Candidate], threshold: float | None) -> bool:
         """Whether one value already has ``threshold`` votes among the finished candidates."""
@@ -277,6 +280,9 @@ class WeightedVote(_FieldVote):
     a full run would pick.
     """
 
+    #: Votes are weighted by reward: ``BestOfN`` needs a ``reward_fn`` with this policy.
+    needs_rewards: ClassVar[bool] = True
+
     def should_stop(self, candidates: Sequence[Candidate], threshold: float | None) -> bool:
         """Whether one value's summed reward already reaches ``threshold``."""
         needed = self._score_needed(threshold)
@@ -329,6 +335,8 @@ class TopK:
     """
 
     k: int = 3
+    #: It ranks by reward: ``BestOfN`` needs a ``reward_fn`` with this policy.
+    needs_rewards: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
