@@ -54,6 +54,7 @@ class Engine:
         self._cond = threading.Condition()
         self._incoming: list[Job] = []
         self._closing = False
+        self._forget = False
         self._thread: threading.Thread | None = None
         self._native: NativeModel | None = None
         self._slots: list[Slot] = []
@@ -84,6 +85,12 @@ class Engine:
                 self._thread.start()
             self._cond.notify()
 
+    def clear_prompt_cache(self) -> None:
+        """Forget the cells that idle slots keep (applied before any request submitted after this call)."""
+        with self._cond:
+            self._forget = True
+            self._cond.notify()
+
     def close(self, timeout: float | None = None) -> bool:
         """Stop the loop after its current step and free the model; whether it stopped in ``timeout``.
 
@@ -107,12 +114,15 @@ class Engine:
         try:
             while True:
                 with self._cond:
-                    while not (self._closing or self._incoming or self._busy()):
+                    while not (self._closing or self._incoming or self._forget or self._busy()):
                         self._cond.wait()
                     if self._closing:
                         return
                     incoming, self._incoming = self._incoming, []
+                    forget, self._forget = self._forget, False
                 try:
+                    if forget:
+                        self._forget_idle_slots()
                     self._turn(incoming)
                 except Exception as exc:  # llama.cpp failed, or a bug: every request in flight hears of it
                     self._fail_everything(incoming, exc)
@@ -122,6 +132,12 @@ class Engine:
             error = LMRequestError(f"{self.path.name}: the model was unloaded while the request ran")
             self._fail_everything(leftovers, error)
             self._free()
+
+    def _forget_idle_slots(self) -> None:
+        for slot in self._slots:
+            if slot.choice is None and slot.tokens and self._native is not None:
+                self._native.truncate_slot(slot.index, 0)
+                slot.tokens = []
 
     def _busy(self) -> bool:
         return bool(self._waiting) or any(slot.choice is not None for slot in self._slots)

@@ -30,6 +30,7 @@ __all__ = [
     "EngineStats",
     "LoadOptions",
     "SharedModel",
+    "clear_prompt_cache",
     "engine_stats",
     "model_path",
     "shared_model",
@@ -253,6 +254,19 @@ def engine_stats() -> list[EngineStats]:
     with _models_lock:
         models = list(_models.values())
     return [shared.engine.stats for shared in models if shared.loaded]
+
+
+def clear_prompt_cache() -> None:
+    """Make every loaded model forget the prompt prefixes its idle sequence slots keep.
+
+    A request made after this call evaluates its whole prompt again (requests running keep their cells).
+    Benchmarks use it to time a prompt's evaluation; the cache otherwise needs no care, since a slot's
+    cells are reused or overwritten as requests come.
+    """
+    with _models_lock:
+        models = list(_models.values())
+    for shared in models:
+        shared.engine.clear_prompt_cache()
 
 
 def _close_at_exit() -> None:

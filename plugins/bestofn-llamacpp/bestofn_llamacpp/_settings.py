@@ -35,7 +35,14 @@ class SamplingSettings:
 
     @classmethod
     def from_call(cls, call: Mapping[str, Any]) -> SamplingSettings:
-        """The settings of one planned choice (the backend's checked params plus its ``seed``)."""
+        """The settings of one planned choice (the backend's checked params plus its ``seed``).
+
+        A param the sampler does not know is a programming error, named: a sampling default added to
+        the backend without a sampler to honour it must not be silently ignored.
+        """
+        unknown = sorted(set(call) - _KNOWN)
+        if unknown:
+            raise TypeError(f"the llama.cpp sampler has no setting for {', '.join(unknown)}")
         response_format = call.get("response_format")
         return cls(
             temperature=float(call["temperature"]),
@@ -56,6 +63,9 @@ class SamplingSettings:
     def truncates_before_grammar(self) -> bool:
         """Whether a truncation other than min-p means the grammar must mask first (see ``_sampler``)."""
         return self.temperature > 0 and (self.top_k > 0 or self.top_p < 1 or self.typical_p < 1)
+
+
+_KNOWN = {*SamplingSettings.__dataclass_fields__, "response_format"} - {"grammar"}
 
 
 def grammar_for(response_format: Mapping[str, Any]) -> str:

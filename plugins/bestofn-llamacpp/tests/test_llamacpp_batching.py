@@ -18,13 +18,14 @@ from bestofn_llamacpp import (
     DEFAULT_N_SEQ_MAX,
     EngineStats,
     LlamaCppBackend,
+    clear_prompt_cache,
     engine_stats,
     model_path,
     unload_models,
 )
 
 import bestofn_core as bon
-from bestofn_core.errors import ConfigurationError, LMTimeoutError
+from bestofn_core.errors import ConfigurationError, LMRequestError, LMTimeoutError
 from bestofn_core.protocols import LMRequest, LMResponse
 
 MakeLM = Callable[..., bon.LM]
@@ -88,6 +89,25 @@ def test_more_choices_than_slots_wait_for_a_free_slot_and_keep_their_texts(make_
     together = lm(POEM, rollout_id=30, n=5)
     assert together == [lm(POEM, rollout_id=30 + index)[0] for index in range(5)]
     assert stats(n_seq_max=2).most_sequences == 2
+
+
+def test_a_context_llama_cpp_cannot_allocate_names_n_ctx_and_n_seq_max(
+    make_lm: MakeLM, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llama_cpp import _internals
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise ValueError("Failed to create llama_context")  # what llama-cpp-python raises when it cannot
+
+    monkeypatch.setattr(_internals, "LlamaContext", refuse)
+    lm = make_lm(n_ctx=4096, n_seq_max=3)
+    with pytest.raises(
+        LMRequestError, match=r"3 sequences of 4096 tokens \(12288 KV-cache cells.*n_seq_max="
+    ) as info:
+        lm("Hi")
+    assert "Lower n_ctx or n_seq_max" in str(info.value)
+    monkeypatch.undo()
+    assert lm("Hi", rollout_id=0)  # nothing was left half-loaded: the next request loads the model
 
 
 def test_n_seq_max_is_checked(make_lm: MakeLM) -> None:
@@ -174,6 +194,20 @@ def test_a_common_prompt_prefix_is_evaluated_once_across_requests(make_lm: MakeL
     assert evaluated + reused == prompt_tokens
     assert reused > 12 * 6  # the whole system prompt (more than 12 x 6 tokens) came from the cache
     assert evaluated < 20  # only the question and the end of the template were evaluated
+
+
+def test_clear_prompt_cache_makes_the_next_request_evaluate_its_whole_prompt(make_lm: MakeLM) -> None:
+    lm = make_lm(max_tokens=4)
+    first = lm(POEM, rollout_id=0)
+    before = stats()
+    assert lm(POEM, rollout_id=0) == first
+    cached = stats()
+    clear_prompt_cache()
+    assert lm(POEM, rollout_id=0) == first
+    after = stats()
+    prompt_tokens = lm.history[-1]["usage"]["prompt_tokens"]
+    assert cached.prompt_tokens_evaluated - before.prompt_tokens_evaluated == 1  # the last token, for logits
+    assert after.prompt_tokens_evaluated - cached.prompt_tokens_evaluated == prompt_tokens
 
 
 # ---------------------------------------------------------------- per-sequence limits
