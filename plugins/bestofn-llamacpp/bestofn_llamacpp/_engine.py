@@ -10,8 +10,14 @@ hand it a ``Job`` (their messages and one ``SamplingSettings`` per choice) and w
    evaluated for another one *follows* it (the prompt is evaluated once, its cells copied when done);
    otherwise it starts from the longest prefix of its prompt that any slot holds (a system prompt,
    demos, the same question asked again), copied into its slot, and evaluates only the rest;
-3. builds one batch: the next token of every decoding sequence, then prompt tokens up to a budget;
-4. runs ``llama_decode`` once and samples each sequence that has new logits with its own sampler.
+3. decodes the next token of every decoding sequence in one ``llama_decode`` call and samples each
+   with its own sampler;
+4. evaluates a chunk of one waiting prompt (the longest waiting first in line) in a call of its own,
+   and when the prompt is done, samples the first token of each choice that shares it.
+
+Generated tokens are always decoded one per sequence per call, and prompt tokens always several at a
+time: llama.cpp computes attention differently for the two, so keeping them apart is what makes a
+sequence's text independent of what else is decoded (see ``_jobs.Slot``).
 
 A finished sequence leaves the batch at once; its slot keeps its cells, so a later prompt with the same
 prefix reuses them. Slots are taken lowest first, which keeps the sequences of a step in neighbouring
@@ -137,7 +143,7 @@ class Engine:
         for slot in self._slots:
             if slot.choice is None and slot.tokens and self._native is not None:
                 self._native.truncate_slot(slot.index, 0)
-                slot.tokens = []
+                slot.hold([], 0)
 
     def _busy(self) -> bool:
         return bool(self._waiting) or any(slot.choice is not None for slot in self._slots)
@@ -216,6 +222,7 @@ class Engine:
                 continue
             target.choice, choice.slot = choice, target
             self._stats.choices += 1
+            choice.admitted = self._stats.choices
             prompt = choice.job.prompt
             leader = next(
                 (slot.choice for slot in self._slots if slot.choice is not None and slot.choice.pending
@@ -225,16 +232,18 @@ class Engine:
             if leader is not None:
                 choice.leader = leader
                 leader.followers.append(choice)
-                target.tokens = []  # its cells are replaced by the leader's when the prompt is done
+                target.hold([], 0)  # its cells are replaced by the leader's when the prompt is done
                 continue
             source, shared = self._longest_prefix(prompt)
-            reuse = min(shared, len(prompt) - 1)  # the last prompt token is evaluated for its logits
+            # the last two prompt tokens are always evaluated, together: the logits of the last one
+            # are then computed as when the whole prompt is evaluated at once (see Slot)
+            reuse = max(0, min(shared, len(prompt) - 2))
             if source is not None and source is not target and reuse > 0:
                 native.copy_slot(source.index, target.index)
-                target.tokens = source.tokens[:reuse]
+                target.hold(source.tokens[:reuse], reuse)
                 self._stats.slot_copies += 1
             else:
-                target.tokens = target.tokens[:reuse] if source is target else []
+                target.hold(target.tokens[:reuse] if source is target else [], reuse)
             native.truncate_slot(target.index, len(target.tokens))
             choice.pending = prompt[len(target.tokens) :]
             self._stats.prompt_tokens_reused += len(target.tokens)
@@ -243,58 +252,74 @@ class Engine:
         best: Slot | None = None
         best_length = 0
         for slot in self._slots:
-            length = _common_prefix(slot.tokens, prompt)
+            length = _common_prefix(slot.reusable, prompt)
             if length > best_length:
                 best, best_length = slot, length
         return best, best_length
 
     def _step(self, native: NativeModel) -> None:
-        items: list[BatchItem] = []
-        readers: list[tuple[int, Choice]] = []
-        chunks: list[tuple[Choice, int]] = []
-        for slot in self._slots:
-            choice = slot.choice
-            if choice is not None and choice.next_token is not None:
-                items.append(BatchItem(choice.next_token, len(slot.tokens), slot.index, logits=True))
-                readers.append((len(items) - 1, choice))
-        budget = PROMPT_CHUNK
-        for slot in self._slots:
-            choice = slot.choice
-            if budget <= 0 or choice is None or not choice.pending:
-                continue
-            chunk = choice.pending[:budget]
-            done = len(chunk) == len(choice.pending)
-            for offset, token in enumerate(chunk):
-                last = done and offset == len(chunk) - 1
-                items.append(BatchItem(token, len(slot.tokens) + offset, slot.index, logits=last))
-            if done:
-                readers.append((len(items) - 1, choice))
-            chunks.append((choice, len(chunk)))
-            budget -= len(chunk)
-        if not items:
-            return
+        """One ``llama_decode`` call for the next token of every decoding sequence, then one for a
+        chunk of one prompt.
+
+        Apart, because llama.cpp splits a call into micro-batches that take as many tokens from each
+        of its sequences: beside one-token sequences, a prompt would have tokens evaluated alone, which
+        changes their cells (see ``Slot``). A prompt chunk has a call of its own, so its tokens are
+        always evaluated several at a time, as when the prompt is evaluated whole.
+        """
+        decoding = [
+            slot.choice
+            for slot in self._slots
+            if slot.choice is not None and slot.choice.next_token is not None
+        ]
+        if decoding:
+            items = []
+            for choice in decoding:
+                assert choice.slot is not None and choice.next_token is not None
+                items.append(
+                    BatchItem(choice.next_token, len(choice.slot.tokens), choice.slot.index, logits=True)
+                )
+            self._decode(native, items)
+            for index, choice in enumerate(decoding):
+                assert choice.slot is not None and choice.next_token is not None
+                choice.slot.tokens.append(choice.next_token)
+                choice.next_token = None
+                self._sample(native, choice, index)
+        prefilling = [slot.choice for slot in self._slots if slot.choice is not None and slot.choice.pending]
+        if prefilling:
+            self._prefill(native, min(prefilling, key=lambda choice: choice.admitted))
+
+    def _prefill(self, native: NativeModel, choice: Choice) -> None:
+        slot = choice.slot
+        assert slot is not None
+        length = _chunk_length(len(choice.pending), PROMPT_CHUNK)
+        chunk, done = choice.pending[:length], length == len(choice.pending)
+        start = len(slot.tokens)
+        self._decode(
+            native,
+            [
+                BatchItem(token, start + offset, slot.index, logits=done and offset == length - 1)
+                for offset, token in enumerate(chunk)
+            ],
+        )
+        # a one-token prompt (nothing to evaluate it with) is the only prompt token evaluated alone
+        slot.hold(slot.tokens + chunk, start + length if length > 1 else 0)
+        choice.pending = choice.pending[length:]
+        self._stats.prompt_tokens_evaluated += length
+        if done:
+            for follower in choice.followers:
+                self._follow(native, choice, follower, length - 1)
+            choice.followers = []
+            self._sample(native, choice, length - 1)
+
+    def _decode(self, native: NativeModel, items: list[BatchItem]) -> None:
         native.decode(items)
         self._stats.decode_calls += 1
         self._stats.most_sequences = max(self._stats.most_sequences, len({item.slot for item in items}))
-        for _, choice in readers:
-            if choice.next_token is not None and choice.slot is not None:
-                choice.slot.tokens.append(choice.next_token)
-                choice.next_token = None
-        for choice, length in chunks:
-            assert choice.slot is not None
-            choice.slot.tokens.extend(choice.pending[:length])
-            choice.pending = choice.pending[length:]
-            self._stats.prompt_tokens_evaluated += length
-        for index, choice in readers:
-            for follower in choice.followers:
-                self._follow(native, choice, follower, index)
-            choice.followers = []
-            self._sample(native, choice, index)
 
     def _follow(self, native: NativeModel, leader: Choice, follower: Choice, index: int) -> None:
         assert leader.slot is not None and follower.slot is not None
         native.copy_slot(leader.slot.index, follower.slot.index)
-        follower.slot.tokens = list(leader.slot.tokens)
+        follower.slot.hold(list(leader.slot.tokens), leader.slot.prompt_cells)
         follower.leader = None
         self._stats.slot_copies += 1
         self._stats.prompt_tokens_reused += len(leader.slot.tokens)
@@ -317,7 +342,7 @@ class Engine:
             choice.sampler = None
         if choice.slot is not None:
             if choice.leader is not None:  # still waiting for a copy: its cells hold nothing of use
-                choice.slot.tokens = []
+                choice.slot.hold([], 0)
                 choice.leader.followers.remove(choice)
                 choice.leader = None
             choice.slot.choice = None
@@ -347,7 +372,7 @@ class Engine:
             if slot.choice is not None:
                 jobs[id(slot.choice.job)] = slot.choice.job
                 self._release(slot.choice)
-            slot.tokens = []
+            slot.hold([], 0)
         for choice in self._waiting:
             jobs[id(choice.job)] = choice.job
         self._waiting.clear()
@@ -362,6 +387,20 @@ class Engine:
         native, self._native = self._native, None
         if native is not None:
             native.close()
+
+
+def _chunk_length(pending: int, budget: int) -> int:
+    """How many of ``pending`` prompt tokens to evaluate with ``budget`` left in this step.
+
+    Never one of several: a prompt token evaluated alone gets other cells (and logits) than the same
+    token evaluated with others (see ``Slot``), so no chunk, nor what it leaves, is a single token.
+    """
+    if pending <= 1:
+        return pending
+    take = min(pending, budget)
+    if pending - take == 1:
+        take -= 1
+    return take if take >= 2 else 0
 
 
 def _common_prefix(left: Sequence[int], right: Sequence[int]) -> int:

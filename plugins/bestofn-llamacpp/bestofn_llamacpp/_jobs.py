@@ -44,12 +44,31 @@ class Job:
 
 
 class Slot:
-    """One sequence slot of the context: the tokens its cells hold, and the choice using it (if any)."""
+    """One sequence slot of the context: the tokens its cells hold, and the choice using it (if any).
+
+    Only the cells of prompt tokens evaluated several at a time can be reused for another prompt:
+    llama.cpp computes a sequence's attention one way when the batch has one of its tokens and another
+    when it has several, so a generated token's cells (decoded one at a time) are not the cells the
+    same token gets as part of a prompt.
+    """
 
     def __init__(self, index: int) -> None:
         self.index = index
+        #: the tokens its cells hold, by position
         self.tokens: list[int] = []
+        #: how many of the first cells were evaluated as a prompt, several tokens at a time
+        self.prompt_cells = 0
         self.choice: Choice | None = None
+
+    @property
+    def reusable(self) -> list[int]:
+        """The tokens whose cells another prompt starting with them can take."""
+        return self.tokens[: self.prompt_cells]
+
+    def hold(self, tokens: list[int], prompt_cells: int) -> None:
+        """Record what the slot's cells now hold."""
+        self.tokens = tokens
+        self.prompt_cells = min(prompt_cells, len(tokens))
 
 
 class Choice:
@@ -68,3 +87,5 @@ class Choice:
         self.followers: list[Choice] = []
         #: the sampled token that the next step decodes
         self.next_token: int | None = None
+        #: admission order (prompts are evaluated first come, first served)
+        self.admitted = 0
