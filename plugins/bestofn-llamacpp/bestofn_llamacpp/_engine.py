@@ -163,6 +163,10 @@ class Engine:
         self._step(native)
 
     def _load(self, incoming: list[Job]) -> NativeModel | None:
+        if self._native is None and all(job.future.done() for job in incoming):
+            for job in incoming:  # every caller left before the model was needed: do not load it
+                self._stats.dropped += len(job.settings)
+            return None
         if self._native is None:
             try:
                 self._native = NativeModel(incoming[0].model, self.path, self.options)

@@ -60,8 +60,10 @@ class NativeModel:
         from llama_cpp import _internals
 
         # llama.cpp logs through llama-cpp-python's callback, which prints everything unless told
-        # otherwise: the same setting as ``Llama(verbose=False)``
-        logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
+        # otherwise: errors only, as ``Llama(verbose=False)`` sets it, unless the application chose
+        logger = logging.getLogger("llama-cpp-python")
+        if logger.level == logging.NOTSET:
+            logger.setLevel(logging.ERROR)
         with path.open("rb") as file:
             magic = file.read(len(_GGUF_MAGIC))
         if magic != _GGUF_MAGIC:
@@ -79,7 +81,10 @@ class NativeModel:
         model_params = llama_cpp.llama_model_default_params()
         model_params.n_gpu_layers = options.n_gpu_layers
         try:
-            self._model = _internals.LlamaModel(path_model=str(path), params=model_params, verbose=False)
+            # verbose=True: with False, llama-cpp-python silences the load by pointing the process's
+            # stdout and stderr at /dev/null, which swallows what other threads print meanwhile (the
+            # result table of a `bestofn run` whose answer came from the cache); the logger is quiet
+            self._model = _internals.LlamaModel(path_model=str(path), params=model_params, verbose=True)
         except Exception as exc:
             raise LMRequestError(
                 f"{model}: llama.cpp could not load {path} ({type(exc).__name__}: {exc}). The file may be "
