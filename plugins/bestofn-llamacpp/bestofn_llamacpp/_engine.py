@@ -184,14 +184,11 @@ class Engine:
             self._stats.dropped += len(job.settings)
             return
         try:
-            prompt = native.prompt(job.messages)
-        except Exception as exc:
-            job.fail(_template_error(job.model, exc))
+            prompt = native.prompt(job.model, job.messages)
+        except LMRequestError as exc:
+            job.fail(exc)
             return
         size = len(prompt.tokens)
-        if size >= native.n_ctx:
-            job.fail(_window_error(job.model, size, native))
-            return
         job.prompt = prompt.tokens
         for settings in job.settings:
             # never more tokens than the window leaves (Llama.create_completion's rule)
@@ -256,7 +253,7 @@ class Engine:
         best: Slot | None = None
         best_length = 0
         for slot in self._slots:
-            length = _common_prefix(slot.reusable, prompt)
+            length = slot.shared_prefix(prompt)
             if length > best_length:
                 best, best_length = slot, length
         return best, best_length
@@ -405,32 +402,3 @@ def _chunk_length(pending: int, budget: int) -> int:
     if pending - take == 1:
         take -= 1
     return take if take >= 2 else 0
-
-
-def _common_prefix(left: Sequence[int], right: Sequence[int]) -> int:
-    length = 0
-    for a, b in zip(left, right, strict=False):
-        if a != b:
-            break
-        length += 1
-    return length
-
-
-def _window_error(model: str, size: int, native: NativeModel) -> LMRequestError:
-    trained = ""
-    if native.n_ctx_train > 0:
-        trained = f" (the model was trained with up to {native.n_ctx_train} tokens)"
-    return LMRequestError(
-        f"{model}: the prompt is {size} tokens, which does not fit the context window of {native.n_ctx} "
-        f"tokens. Shorten the prompt, or load the model with a larger window: LM(..., n_ctx=...){trained}.",
-        model=model,
-    )
-
-
-def _template_error(model: str, exc: Exception) -> LMRequestError:
-    if type(exc).__module__.startswith("jinja2"):
-        return LMRequestError(
-            f"{model}: the model's chat template rejected the messages ({type(exc).__name__}: {exc})",
-            model=model,
-        )
-    return LMRequestError(f"{model}: llama.cpp failed: {type(exc).__name__}: {exc}", model=model)

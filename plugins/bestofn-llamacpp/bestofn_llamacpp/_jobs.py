@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from bestofn_core.protocols import LMResponse
@@ -60,10 +61,14 @@ class Slot:
         self.prompt_cells = 0
         self.choice: Choice | None = None
 
-    @property
-    def reusable(self) -> list[int]:
-        """The tokens whose cells another prompt starting with them can take."""
-        return self.tokens[: self.prompt_cells]
+    def shared_prefix(self, prompt: Sequence[int]) -> int:
+        """How many first tokens of ``prompt`` this slot's reusable cells already hold."""
+        length = 0
+        for held, wanted in zip(self.tokens[: self.prompt_cells], prompt, strict=False):
+            if held != wanted:
+                break
+            length += 1
+        return length
 
     def hold(self, tokens: list[int], prompt_cells: int) -> None:
         """Record what the slot's cells now hold."""

@@ -129,10 +129,34 @@ class NativeModel:
 
     # ------------------------------------------------------------------ text
 
-    def prompt(self, messages: Sequence[dict[str, str]]) -> PromptTemplate:
-        """The chat template applied to ``messages``, tokenized as llama-cpp-python does it."""
-        result = self._template(messages=list(messages))
-        tokens = self._model.tokenize(result.prompt.encode(), add_bos=not result.added_special, special=True)
+    def prompt(self, model: str, messages: Sequence[dict[str, str]]) -> PromptTemplate:
+        """The chat template applied to ``messages``, tokenized as llama-cpp-python does it.
+
+        Raises ``LMRequestError`` (naming ``model``, the request's model string) when the template
+        rejects the messages or the prompt can never fit a sequence's context window.
+        """
+        try:
+            result = self._template(messages=list(messages))
+            tokens = self._model.tokenize(
+                result.prompt.encode(), add_bos=not result.added_special, special=True
+            )
+        except Exception as exc:
+            what = (
+                "the model's chat template rejected the messages" if _from_jinja(exc) else "llama.cpp failed"
+            )
+            raise LMRequestError(f"{model}: {what}: {type(exc).__name__}: {exc}", model=model) from exc
+        if len(tokens) >= self.n_ctx:
+            trained = (
+                f" (the model was trained with up to {self.n_ctx_train} tokens)"
+                if self.n_ctx_train > 0
+                else ""
+            )
+            raise LMRequestError(
+                f"{model}: the prompt is {len(tokens)} tokens, which does not fit the context window of "
+                f"{self.n_ctx} tokens. Shorten the prompt, or load the model with a larger window: "
+                f"LM(..., n_ctx=...){trained}.",
+                model=model,
+            )
         stops = [result.stop] if isinstance(result.stop, str) else list(result.stop or [])
         return PromptTemplate(tokens=list(tokens), stops=stops)
 
@@ -204,6 +228,10 @@ def _import_llama_cpp(model: str) -> Any:
             model=model,
         ) from exc
     return llama_cpp
+
+
+def _from_jinja(exc: Exception) -> bool:
+    return type(exc).__module__.startswith("jinja2")
 
 
 def _chat_formatter(model: Any) -> Any:
