@@ -105,6 +105,10 @@ def test_a_single_output_is_the_whole_reply(reply: str, expected: str) -> None:
         (int, "7 x 8 = 56.", 56),
         (int, "The answer is 1,024.", 1024),
         (float, "It is 2.5 m", 2.5),
+        # the minus between two operands is not a sign; a minus after "=" is
+        (int, "52-26=26", 26),
+        (int, "5 - 9 = -4", -4),
+        (int, "1, 2, 3", 3),
     ],
 )
 def test_a_number_output_reads_the_last_number_of_a_sentence(

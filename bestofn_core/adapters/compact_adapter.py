@@ -20,7 +20,7 @@ from pydantic.fields import FieldInfo
 
 from bestofn_core.adapters.base import Adapter
 from bestofn_core.adapters.chat_adapter import parse_fields
-from bestofn_core.adapters.values import format_value, output_type_note, parse_value
+from bestofn_core.adapters.values import format_value, last_number, output_type_note, parse_value
 from bestofn_core.signatures.field import default_desc, field_extra, infer_prefix
 
 if TYPE_CHECKING:
@@ -32,8 +32,6 @@ __all__ = ["CompactAdapter", "field_label"]
 _DEFAULT_INSTRUCTIONS = re.compile(
     r"Given the fields (?:`\w+`(?:, )?)*, produce the fields (?:`\w+`(?:, )?)+\."
 )
-# A number inside a sentence: the last one is the answer of "7 x 8 = 56" and of "The answer is 56."
-_NUMBER = re.compile(r"[-+]?\d[\d,]*(?:\.\d+)?(?:[eE][-+]?\d+)?")
 
 
 def field_label(name: str) -> str:
@@ -207,10 +205,10 @@ def _forgiving(info: FieldInfo) -> Any:
         except ValueError:
             if annotation not in (int, float) or not isinstance(text, str):
                 raise
-            numbers = _NUMBER.findall(text)
-            if not numbers:
+            number = last_number(text)
+            if number is None:
                 raise
-            return parse_value(numbers[-1].replace(",", ""), annotation)
+            return parse_value(number, annotation)
 
     return convert
 

@@ -23,6 +23,9 @@ _NONE_TYPE = type(None)
 _NONE_WORDS = frozenset({"", "none", "null"})
 _FENCE = re.compile(r"^```[\w-]*\s*\n?(.*?)\n?\s*```$", re.DOTALL)
 _LITERAL_WRAPPER = re.compile(r"^(?:Literal|str)\[(.*)\]$", re.DOTALL)
+# A number inside a sentence. A sign counts only where it cannot be the minus between two operands
+# ("52-26" ends with 26, not -26); "1,234" is one number, "1,2,3" three.
+_NUMBER = re.compile(r"(?:(?<![\w).])[-+])?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -94,6 +97,16 @@ def parse_value(text: str, annotation: Any) -> Any:
         # with ``str`` (``Union[int, str]``) decode first, as DSPy does: "5" is 5 there.
         return validate_value(stripped, annotation)
     return validate_value(_decode(stripped), annotation)
+
+
+def last_number(text: str) -> str | None:
+    """The last number written in ``text``, thousands separators removed; ``None`` when it holds none.
+
+    Answers in sentences end with their number: ``"7 x 8 = 56."`` and ``"The answer is 56."`` give
+    ``"56"``, ``"It costs $1,234.50"`` gives ``"1234.50"``, ``"52-26=-4"`` gives ``"-4"``.
+    """
+    found = _NUMBER.findall(text)
+    return found[-1].replace(",", "") if found else None
 
 
 def coerce_value(value: Any, annotation: Any) -> Any:

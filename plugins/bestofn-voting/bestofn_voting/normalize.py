@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Hashable, Mapping, Set
+from decimal import Decimal, InvalidOperation
 from typing import Any
+
+from bestofn_core.adapters.values import last_number
 
 #: Sentence punctuation stripped from the end of an answer, plus the ideographic full stop and comma.
 #: Deliberately not every punctuation mark: "C++", "C#" or "42%" must keep their last character to stay
@@ -54,3 +57,28 @@ def normalize_answer(value: Any) -> Hashable:
             "normalizer=<a function returning a hashable key> to the policy."
         ) from None
     return value
+
+
+def final_number(value: Any) -> Hashable:
+    """A vote key for arithmetic: the last number of the answer, so answers in sentences agree.
+
+    ``"7 x 8 = 56."``, ``"The answer is 56"``, ``"56.0"`` and ``56`` all count for ``56``: self-consistency
+    as it is done on arithmetic tasks, where votes are counted on the final answer, not on the wording
+    around it. Thousands separators are read (``"1,234"`` is ``1234``). A value with no number in it (and
+    anything that is not text or a number) falls back to ``normalize_answer``, so such answers still vote
+    among themselves. ``MajorityVote(normalizer=final_number)`` is registered as
+    ``"voting:majority_number"``.
+    """
+    if isinstance(value, bool) or not isinstance(value, (str, int, float, Decimal)):
+        return normalize_answer(value)
+    number = last_number(unicodedata.normalize("NFKC", str(value)))
+    if number is None:
+        return normalize_answer(value)
+    try:
+        exact = Decimal(number)
+    except InvalidOperation:  # pragma: no cover - last_number only returns decimal literals
+        return normalize_answer(value)
+    if not exact.is_finite():
+        return normalize_answer(value)
+    # an int key for whole numbers: 56 and 56.0 agree, and the key reads as the answer does
+    return int(exact) if exact == exact.to_integral_value() else exact.normalize()

@@ -11,7 +11,7 @@ from typing import Any
 import bestofn_voting
 import bestofn_voting.plugin
 import pytest
-from bestofn_voting import MajorityVote, TopK, WeightedVote
+from bestofn_voting import MajorityVote, TopK, WeightedVote, final_number
 
 import bestofn_core as bon
 from bestofn_core.errors import ConfigurationError, UnknownNameError
@@ -45,7 +45,7 @@ def qa() -> bon.Predict:
 # ---------------------------------------------------------------- the installed entry point
 
 
-def test_the_installed_distribution_registers_the_three_policies() -> None:
+def test_the_installed_distribution_registers_its_four_policies() -> None:
     reset_plugins()
     registry = get_registry()
     (info,) = [p for p in registry.plugins if p.name == "voting"]
@@ -58,13 +58,26 @@ def test_the_installed_distribution_registers_the_three_policies() -> None:
     assert info.module == "bestofn_voting.plugin"
     assert sorted(info.registered["selection_policy"]) == [
         "voting:majority",
+        "voting:majority_number",
         "voting:top_k",
         "voting:weighted",
     ]
     assert registry.get("selection_policy", "voting:majority") == MajorityVote()
+    assert registry.get("selection_policy", "voting:majority_number") == MajorityVote(normalizer=final_number)
     assert registry.get("selection_policy", "voting:weighted") == WeightedVote()
     assert registry.get("selection_policy", "voting:top_k") == TopK(k=3)
     assert bestofn_voting.__version__ == info.version
+
+
+def test_arithmetic_self_consistency_votes_on_the_final_number() -> None:
+    sentences = ["7 x 8 = 54.", "The answer is 56.", "56", "7 times 8 is 56", "54"]
+    bon.configure(lm=DummyLM(by_rollout(sentences)))
+    # no two texts agree, so a vote on the wording goes to the first answer, which is wrong
+    assert bon.BestOfN(qa(), N=5, policy="voting:majority")(question="What is 7 x 8?").answer == "7 x 8 = 54."
+    pred = bon.BestOfN(qa(), N=5, policy="voting:majority_number")(question="What is 7 x 8?")
+    assert pred.answer == "The answer is 56." and pred.winner.rollout_id == 1
+    policy = get_registry().get("selection_policy", "voting:majority_number")
+    assert [(vote.key, vote.votes) for vote in policy.tally(pred)] == [(56, 3), (54, 2)]
 
 
 def test_self_consistency_by_reference() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from decimal import Decimal
 from typing import Any
 
 import pydantic
@@ -13,6 +14,7 @@ from bestofn_voting import (
     TopK,
     Vote,
     WeightedVote,
+    final_number,
     normalize_answer,
     normalize_text,
     ranked,
@@ -84,6 +86,30 @@ def test_normalize_answer_handles_typed_values() -> None:
     assert normalize_answer(City(name="Paris", country="FR")) != normalize_answer(
         City(name="Lyon", country="FR")
     )
+
+
+@pytest.mark.parametrize(
+    ("value", "key"),
+    [
+        ("7 x 8 = 56.", 56),
+        ("The answer is 56", 56),
+        ("56.0", 56),
+        (56, 56),
+        (56.0, 56),
+        ("It is 1,234.", 1234),
+        ("\uff15\uff16", 56),  # full-width digits
+        ("2.50", Decimal("2.5")),
+        ("52-26=-4", -4),
+        ("fifty-six", "fifty-six"),  # no number: the text's own key
+        ("Paris.", "paris"),
+        (True, True),
+        (None, None),
+        (["7", "8"], ("7", "8")),
+    ],
+)
+def test_final_number(value: Any, key: Any) -> None:
+    assert final_number(value) == key
+    assert type(final_number(value)) is type(key)
 
 
 def test_normalize_answer_rejects_unhashable_values_it_does_not_know() -> None:
