@@ -7,17 +7,20 @@ by llama.cpp through the bestofn-llamacpp backend. Data: two task families from 
 For every question, two rows, measured in the same run on the same model file with the same sampler:
 
 - **bestofn-core**: ``Predict("question -> answer")`` as ``bestofn run`` sets it up (no adapter configured,
-  so the backend's preferred one, CompactAdapter), sampled by ``BestOfN(N=16, policy="voting:majority")``
-  with rollout ids 0..15, plus one greedy call (temperature 0);
+  so the backend's preferred one, CompactAdapter), sampled by ``BestOfN(N=16, policy=...)`` with rollout
+  ids 0..15, plus one greedy call (temperature 0);
 - **llama-cpp-python alone**: ``Llama.create_chat_completion`` with a plain one-line prompt,
   ``"<question> Answer with the city name only."`` (``... the number only.`` for arithmetic), greedy plus
   16 samples with the same seeds the backend derives from rollout ids 0..15.
 
 Accuracy at N = 1, 2, 4, 8, 16 comes from the first N samples of each question's pool of 16, standard
 practice for best-of-N curves: *one sample* (the first), *majority* (the most frequent answer of N, by the
-voting plugin's ``MajorityVote``), *reward-selected* (the built-in ``threshold`` policy's pick with a real
+voting plugin's policy), *reward-selected* (the built-in ``threshold`` policy's pick with a real
 verifier from bestofn-rewards, ``text:regex``, checking the reference answer) and *any* (some sample is
-right: a perfect verifier's ceiling). The grader is that same verifier: an answer is right when it names a
+right: a perfect verifier's ceiling). The vote is the one a user picks for the task (``VOTE_POLICIES``):
+``voting:majority`` (the normalised text) for capitals, ``voting:majority_number`` (the last number of
+the answer, as self-consistency counts votes on arithmetic) for arithmetic; the plain row is counted by
+the same keys. The grader is that same verifier: an answer is right when it names a
 reference capital as a whole word (any case), or when its last number is the reference number; small
 models answer in sentences ("The capital of Belgium is Brussels."), which is why no exact match is asked.
 
@@ -64,6 +67,8 @@ PLAIN_PROMPTS = {
     "arithmetic": "{question} Answer with the number only.",
 }
 FAMILIES = tuple(PLAIN_PROMPTS)
+#: The self-consistency vote for each family: votes on arithmetic are counted on the final number
+VOTE_POLICIES = {"capitals": "voting:majority", "arithmetic": "voting:majority_number"}
 
 
 # ---------------------------------------------------------------- grading
@@ -147,11 +152,17 @@ def right(text: str | None, item: Item) -> bool:
     return verifier(item)({"question": item.question}, bon.Prediction(answer=text)) == 1.0
 
 
-def majority(texts: Sequence[str | None]) -> str | None:
-    """The most frequent text (the voting plugin's key; ties: the earliest), for the plain row."""
-    from bestofn_voting import normalize_answer
+def vote_policy(item: Item, name: str | None = None) -> Any:
+    """The registered voting policy ``name``, by default the one for ``item``'s family (``VOTE_POLICIES``)."""
+    from bestofn_core.plugins import get_registry
 
-    keyed = [(normalize_answer(text), text) for text in texts if text is not None]
+    return get_registry().get("selection_policy", name or VOTE_POLICIES[item.family])
+
+
+def majority(texts: Sequence[str | None], item: Item, policy: str | None = None) -> str | None:
+    """The most frequent text by the vote key of ``policy`` (default: the family's; ties: the earliest)."""
+    normalizer = vote_policy(item, policy).normalizer
+    keyed = [(normalizer(text), text) for text in texts if text is not None]
     if not keyed:
         return None
     counts = Counter(key for key, _ in keyed)
@@ -161,15 +172,13 @@ def majority(texts: Sequence[str | None]) -> str | None:
 
 def framework_picks(candidates: list[Any], item: Item, k: int) -> tuple[str | None, str | None]:
     """(majority pick, reward-selected pick) among the first ``k`` candidates, by the real policies."""
-    from bestofn_voting import MajorityVote
-
     from bestofn_core.best_of_n.policies import ThresholdPolicy
 
     first = candidates[:k]
     ok = [c for c in first if c.ok]
     if not ok:
         return None, None
-    voted = MajorityVote().select(first)
+    voted = vote_policy(item).select(first)
     reward = verifier(item)
     scored = [
         dataclasses.replace(c, reward=reward({"question": item.question}, c.prediction), scored=True)
@@ -230,11 +239,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     lm = bon.LM(MODEL, cache=False, max_tokens=args.max_tokens, **override)
     bon.configure(lm=lm)
     program = bon.Predict("question -> answer")
-    best = bon.BestOfN(program, N=POOL, policy="voting:majority")
+    best = {family: bon.BestOfN(program, N=POOL, policy=policy) for family, policy in VOTE_POLICIES.items()}
     adapter = bon.settings.adapter or lm.preferred_adapter
     # every finished question is appended here at once: a run stopped half-way loses nothing (--resume)
     partial = RESULTS / f"{args.name}.partial.jsonl"
-    settings = {"max_tokens": args.max_tokens, "sampling": sampling, "adapter": adapter}
+    settings = {
+        "max_tokens": args.max_tokens,
+        "sampling": sampling,
+        "adapter": adapter,
+        "votes": VOTE_POLICIES,
+    }
     done = _finished(partial, settings) if args.resume or args.report_only else {}
     if args.report_only:
         info = machine()
@@ -264,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if item.question in done:
             records.append(done[item.question])
             continue
-        pool, candidates = framework_pool(item, best, program)
+        pool, candidates = framework_pool(item, best[item.family], program)
         plain = plain_pool(item, llama, sampling, args.max_tokens)
         record: dict[str, Any] = {
             "family": item.family,
@@ -284,7 +298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "framework_reward": right(chosen, item),
                 "framework_any": any(right(text, item) for text in pool.samples[:k]),
                 "plain_one": right(plain.samples[0], item),
-                "plain_majority": right(majority(plain.samples[:k]), item),
+                "plain_majority": right(majority(plain.samples[:k], item), item),
                 "plain_any": any(right(text, item) for text in plain.samples[:k]),
             }
         records.append(record)
@@ -386,7 +400,9 @@ def report(
         f"answer (both rows): {', '.join(f'{k}={v}' for k, v in sampling.items())}; greedy is temperature 0. "
         f"Most {args.max_tokens} tokens per answer.",
         f'bestofn-core: `Predict("question -> answer")` with the backend\'s preferred adapter ({adapter}), '
-        f'`BestOfN(N={POOL}, policy="voting:majority")`. Plain: llama-cpp-python with '
+        f"`BestOfN(N={POOL}, policy=...)` voting with `{VOTE_POLICIES['capitals']}` on capitals and "
+        f"`{VOTE_POLICIES['arithmetic']}` (the final number) on arithmetic; the plain row's votes are "
+        "counted by the same keys. Plain: llama-cpp-python with "
         f"`{PLAIN_PROMPTS['capitals']}` / `{PLAIN_PROMPTS['arithmetic']}`.",
         f"Data: {len(records)} questions from Debian's bsdgames quiz files ({counts}). Accuracy at N is "
         f"read from the first N of each question's {POOL} samples.",
