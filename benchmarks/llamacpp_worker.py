@@ -10,9 +10,12 @@ backend of the current release: the plugin package extracted from ``--release-di
 ``sys.path``, so the ``bestofn`` entry point loads it) or ``high-level`` (llama-cpp-python's ``Llama``
 alone, no bestofn-core).
 The model is the embedded SmolLM2-135M-Instruct (Q4_1), ``max_tokens=48``, the backend's default threads,
-temperature 1.0 with no truncation and no penalty (the backend's ``SAMPLING_DEFAULTS``), response cache
-off. The program is what ``bestofn run`` runs by default: ``BestOfN(Predict("question -> answer"), N,
-reward_fn=<always 0.0>, threshold=1.0)`` with ``JSONAdapter``, whose JSON schema becomes a grammar.
+the backend's sampler (``SAMPLING_DEFAULTS``: temperature 1.0, min-p 0.1, no penalty; ``--sampler``
+overrides it, e.g. ``min_p=0.0``, on every side), response cache
+off. The program is ``BestOfN(Predict("question -> answer"), N, reward_fn=<always 0.0>, threshold=1.0)``
+with ``--adapter``: ``preferred`` (the default: the adapter the backend prefers, CompactAdapter, which
+``bestofn run`` and ``configure(lm=...)`` pick for this model) or ``json`` (``JSONAdapter``, whose JSON
+schema becomes a grammar).
 MEASUREMENT is
 
 - ``sweep``: wall time, CPU time (every thread) and completion tokens of one BestOfN call per N of
@@ -20,12 +23,19 @@ MEASUREMENT is
   an empty prompt cache (``clear_prompt_cache()``, the prompt is evaluated once per call), ``warm``
   calls repeat the cold call at once and find its prompt kept (ours only: the release resets the model
   before every choice).
-  ``high-level`` draws the same samples (the messages and grammar ``ours-llamacpp`` sent, seeds
+  ``high-level`` draws the same samples (the messages and grammar, if any, ``ours-llamacpp`` sent, seeds
   ``sampling_seed(i)``) with N ``Llama.create_chat_completion`` calls one after another; a cold call
-  ``reset()``s the model first, a warm one follows it (``Llama`` reuses the prompt it evaluated last).
+  ``reset()``s the model first, a warm one follows it (``Llama`` reuses the prompt it evaluated last), and
+  a ``fresh`` one ``reset()``s before every sample, so that each evaluates the whole prompt (as the
+  release did, and as a wrapper does that starts every seed from a clean model).
 - ``batch``: wall time of ``program.batch(16 questions, num_threads=16)`` with N=4, the prompt cache
   emptied before each batch.
-- ``prompt`` (ours): the messages and ``response_format`` of the sweep's question, for ``high-level``.
+- ``steps`` (ours): what one ``llama_decode`` step costs against the number of sequences in it, on the
+  engine's own context (the sweep's prompt evaluated once and copied to every slot, then ``--repeats``
+  x 16 steps of one token per sequence for 1, 2, 4 and 8 sequences): the most that decoding sequences
+  together can save on this machine.
+- ``prompt`` (ours): the messages and ``response_format`` (``null`` when the adapter asks for none) of
+  the sweep's question, for ``high-level``.
 
 The last stdout line is a JSON object with the samples; everything else goes to stderr.
 """
@@ -33,6 +43,7 @@ The last stdout line is a JSON object with the samples; everything else goes to 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -43,7 +54,10 @@ from typing import Any
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 SIDES = ("ours-llamacpp", "release", "high-level")
-MEASUREMENTS = ("sweep", "batch", "prompt")
+MEASUREMENTS = ("sweep", "batch", "prompt", "steps")
+#: the steps measurement: sequences per step, and steps timed per round
+STEP_SEQUENCES = (1, 2, 4, 8)
+STEPS_PER_ROUND = 16
 MODEL = "local/smollm2"
 MAX_TOKENS = 48
 QUESTION = "What is the capital of Belgium?"
@@ -54,6 +68,15 @@ CAPITALS = (
 )  # fmt: skip
 
 
+def sampler_params(text: str | None) -> dict[str, float]:
+    """``"min_p=0.0,top_k=40"`` -> ``{"min_p": 0.0, "top_k": 40}``: sampling params over the defaults."""
+    params: dict[str, float] = {}
+    for part in filter(None, (text or "").split(",")):
+        name, _, value = part.partition("=")
+        params[name.strip()] = int(value) if name.strip() == "top_k" else float(value)
+    return params
+
+
 def never_good_enough(inputs: dict[str, Any], prediction: Any) -> float:
     """The reward: always 0.0, so the threshold of 1.0 is never reached and every attempt runs."""
     return 0.0
@@ -62,7 +85,7 @@ def never_good_enough(inputs: dict[str, Any], prediction: Any) -> float:
 class Program:
     """bestofn-core with the llama.cpp backend (ours or the release's): BestOfN over Predict."""
 
-    def __init__(self, side: str, release_dir: str | None) -> None:
+    def __init__(self, side: str, release_dir: str | None, adapter: str, sampler: dict[str, float]) -> None:
         if side == "release":
             if not release_dir:
                 raise SystemExit("release needs --release-dir")
@@ -79,8 +102,12 @@ class Program:
         self.bon = bon
         self.plugin = bestofn_llamacpp
         bon.configure_cache(enable_disk_cache=False, enable_memory_cache=False)
-        self.lm = bon.LM(MODEL, cache=False, max_tokens=MAX_TOKENS)
-        bon.configure(lm=self.lm, adapter=bon.JSONAdapter(), track_usage=True, disable_progress_bar=True)
+        self.lm = bon.LM(MODEL, cache=False, max_tokens=MAX_TOKENS, **sampler)
+        # None: the backend's preferred adapter; the release's backend prefers none, so it gets ours by name
+        chosen = (
+            bon.JSONAdapter() if adapter == "json" else bon.CompactAdapter() if side == "release" else None
+        )
+        bon.configure(lm=self.lm, adapter=chosen, track_usage=True, disable_progress_bar=True)
         self.lm("Hi", rollout_id=0)  # a warm model: loaded before anything is timed
 
     def best_of_n(self, n: int, sampling: str) -> Any:
@@ -101,12 +128,18 @@ class Program:
             clear()
 
     def call(self, program: Any, **inputs: Any) -> tuple[float, float, int]:
-        """Wall seconds, CPU seconds (every thread) and completion tokens of one call of ``program``."""
+        """Wall seconds, CPU seconds (every thread) and completion tokens of one call of ``program``.
+
+        A call whose every attempt failed to parse (``BestOfNError``: JSONAdapter's template copies) still
+        generated its N samples, so it is timed like any other; its tokens come from the LM's history.
+        """
+        seen = len(self.lm.history)
         started, cpu = time.perf_counter(), time.process_time()
-        prediction = program(**inputs)
+        with contextlib.suppress(self.bon.errors.BestOfNError):
+            program(**inputs)
         wall, cpu = time.perf_counter() - started, time.process_time() - cpu
-        usage = (prediction.get_lm_usage() or {}).get(MODEL, {})
-        return wall, cpu, int(usage.get("completion_tokens", 0))
+        entries = self.lm.history[seen:]
+        return wall, cpu, sum(int(entry["usage"].get("completion_tokens", 0)) for entry in entries)
 
 
 def measure_sweep(side: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -114,7 +147,7 @@ def measure_sweep(side: str, args: argparse.Namespace) -> dict[str, Any]:
     ns = [int(value) for value in args.ns.split(",")]
     if side == "high-level":
         return sweep_high_level(ns, args)
-    program = Program(side, args.release_dir)
+    program = Program(side, args.release_dir, args.adapter, sampler_params(args.sampler))
     modes = ["cold"] if side == "release" else ["cold", "warm"]
     samplings = ["per_rollout", "batched"]
     programs = {(n, sampling): program.best_of_n(n, sampling) for n in ns for sampling in samplings}
@@ -154,16 +187,18 @@ def sweep_high_level(ns: list[int], args: argparse.Namespace) -> dict[str, Any]:
     )
     llama.create_chat_completion(messages=[{"role": "user", "content": "Hi"}], max_tokens=4)  # warm
 
-    def samples(n: int) -> tuple[float, float, int]:
+    def samples(n: int, fresh: bool) -> tuple[float, float, int]:
         started, cpu = time.perf_counter(), time.process_time()
         completion = 0
         for index in range(n):
+            if fresh:
+                llama.reset()
             result: Any = llama.create_chat_completion(
                 messages=prompt["messages"],
                 response_format=prompt["response_format"],
                 seed=sampling_seed(index),
                 max_tokens=MAX_TOKENS,
-                **SAMPLING_DEFAULTS,
+                **{**SAMPLING_DEFAULTS, **sampler_params(args.sampler)},
             )
             completion += int(result["usage"]["completion_tokens"])
         return time.perf_counter() - started, time.process_time() - cpu, completion
@@ -174,9 +209,11 @@ def sweep_high_level(ns: list[int], args: argparse.Namespace) -> dict[str, Any]:
     for round_index in range(args.warmup + args.repeats):
         for n in ns:
             llama.reset()  # cold: the first sample evaluates the whole prompt again
-            for mode in ("cold", "warm"):
-                wall, cpu, completion = samples(n)
-                key = f"{mode}/one_after_another/{n}"
+            for mode in ("cold", "warm", "fresh"):
+                wall, cpu, completion = samples(n, fresh=mode == "fresh")
+                # fresh: a cold call too (the prompt is not kept), evaluated for every sample
+                key = f"cold/one_after_another_fresh/{n}" if mode == "fresh" else ""
+                key = key or f"{mode}/one_after_another/{n}"
                 print(f"high-level round {round_index} {key}: {wall:.3f} s", file=sys.stderr)
                 if round_index >= args.warmup:
                     seconds.setdefault(key, []).append(wall)
@@ -188,7 +225,7 @@ def sweep_high_level(ns: list[int], args: argparse.Namespace) -> dict[str, Any]:
 
 def measure_batch(side: str, args: argparse.Namespace) -> dict[str, Any]:
     """Whole batches of 16 questions x N=4, the prompt cache emptied before each."""
-    program = Program(side, args.release_dir)
+    program = Program(side, args.release_dir, args.adapter, sampler_params(args.sampler))
     best = program.best_of_n(args.n, "per_rollout")
     examples = [
         program.bon.Example(question=f"What is the capital of {country}?").with_inputs("question")
@@ -210,7 +247,7 @@ def measure_batch(side: str, args: argparse.Namespace) -> dict[str, Any]:
 
 def measure_prompt(args: argparse.Namespace) -> dict[str, Any]:
     """The messages and ``response_format`` one attempt of the sweep's program sends."""
-    program = Program("ours-llamacpp", None)
+    program = Program("ours-llamacpp", None, args.adapter, sampler_params(args.sampler))
     sent: list[Any] = []
     backend = program.lm.backend
     original = backend.acomplete
@@ -222,10 +259,48 @@ def measure_prompt(args: argparse.Namespace) -> dict[str, Any]:
     backend.acomplete = recording  # type: ignore[method-assign]
     program.call(program.best_of_n(1, "per_rollout"), question=QUESTION)
     request = sent[0]
-    response_format = request.params["response_format"]
-    if response_format.get("type") == "json_schema":  # the form llama-cpp-python takes
+    response_format = request.params.get("response_format")
+    # llama-cpp-python takes a JSON schema as a json_object with a schema
+    if response_format is not None and response_format.get("type") == "json_schema":
         response_format = {"type": "json_object", "schema": response_format["json_schema"]["schema"]}
     return {"messages": request.messages, "response_format": response_format}
+
+
+def measure_steps(args: argparse.Namespace) -> dict[str, Any]:
+    """Milliseconds per decode step with 1, 2, 4 and 8 sequences, each one token further on."""
+    import numpy as np
+    from bestofn_llamacpp import default_threads, model_path
+    from bestofn_llamacpp._models import LoadOptions
+    from bestofn_llamacpp._native import BatchItem, NativeModel
+
+    prompt = json.loads(Path(args.prompt_file).read_text())
+    slots = max(STEP_SEQUENCES)
+    options = LoadOptions(n_ctx=2048, n_threads=default_threads(), n_gpu_layers=0, n_seq_max=slots)
+    native = NativeModel(MODEL, model_path(MODEL), options)
+    try:
+        tokens = native.prompt(MODEL, prompt["messages"]).tokens
+        native.decode([BatchItem(t, i, 0, logits=i == len(tokens) - 1) for i, t in enumerate(tokens)])
+        for slot in range(1, slots):
+            native.copy_slot(0, slot)
+        token = int(np.argmax(np.ctypeslib.as_array(native.logits(len(tokens) - 1), shape=(native.n_vocab,))))
+        milliseconds: dict[str, list[float]] = {}
+        position = len(tokens)
+        for round_index in range(args.warmup + args.repeats):
+            for count in STEP_SEQUENCES:
+                started = time.perf_counter()
+                for step in range(STEPS_PER_ROUND):
+                    native.decode(
+                        [BatchItem(token, position + step, slot, logits=True) for slot in range(count)]
+                    )
+                each = (time.perf_counter() - started) * 1000 / STEPS_PER_ROUND
+                for slot in range(slots):  # back to the prompt for the next measurement
+                    native.truncate_slot(slot, position)
+                print(f"steps round {round_index}, {count} sequences: {each:.1f} ms", file=sys.stderr)
+                if round_index >= args.warmup:
+                    milliseconds.setdefault(str(count), []).append(each)
+    finally:
+        native.close()
+    return {"milliseconds": milliseconds, "n_threads": options.n_threads, "prompt_tokens": len(tokens)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -238,8 +313,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=1, help="untimed rounds or batches first")
     parser.add_argument("--questions", type=int, default=len(CAPITALS), help="batch: examples per batch")
     parser.add_argument("--n", type=int, default=4, help="batch: BestOfN attempts per example")
+    parser.add_argument(
+        "--adapter", choices=("preferred", "json"), default="preferred", help="the program's adapter"
+    )
+    parser.add_argument("--sampler", help="sampling params over the backend's defaults, e.g. min_p=0.0")
     parser.add_argument("--release-dir", help="release: the directory holding the release's package")
-    parser.add_argument("--prompt-file", help="high-level: the JSON written by the prompt measurement")
+    parser.add_argument(
+        "--prompt-file", help="high-level and steps: the JSON written by the prompt measurement"
+    )
     args = parser.parse_args(argv)
 
     result: dict[str, Any] = {"side": args.side, "measurement": args.measurement}
@@ -247,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
         result.update(measure_sweep(args.side, args))
     elif args.measurement == "batch":
         result.update(measure_batch(args.side, args))
+    elif args.measurement == "steps":
+        result.update(measure_steps(args))
     else:
         result.update(measure_prompt(args))
     sys.stdout.write(json.dumps(result) + "\n")

