@@ -448,3 +448,13 @@ def ratio_markdown(
             cells.append(f"**{text}**" if (ours, peer) in bold else text)
         lines.append(f"| {LIBRARIES[ours]} | " + " | ".join(cells) + " |")
     return lines
+
+
+def sampler_params(text: str | None) -> dict[str, float]:
+    """``"min_p=0.0,top_k=40"`` -> ``{"min_p": 0.0, "top_k": 40}``: sampling params over a backend's
+    defaults, as the ``--sampler`` options of the embedded model's benchmarks take them."""
+    params: dict[str, float] = {}
+    for part in filter(None, (text or "").split(",")):
+        name, _, value = part.partition("=")
+        params[name.strip()] = int(value) if name.strip() == "top_k" else float(value)
+    return params

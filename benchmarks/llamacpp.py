@@ -57,6 +57,7 @@ from _common import (
     machine,
     machine_markdown,
     run_worker,
+    sampler_params,
     save_figure,
     targets_markdown,
     two_plots,
@@ -212,7 +213,6 @@ def _cell(sweep: dict[str, Any], key: str) -> str:
 def _sampler(override: str | None) -> str:
     """The sampler settings every side used, as the report names them."""
     from bestofn_llamacpp import SAMPLING_DEFAULTS
-    from llamacpp_worker import sampler_params
 
     settings = {**SAMPLING_DEFAULTS, **sampler_params(override)}
     return ", ".join(f"{name}={value}" for name, value in settings.items())

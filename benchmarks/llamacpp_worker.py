@@ -51,6 +51,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _common import sampler_params
+
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 SIDES = ("ours-llamacpp", "release", "high-level")
@@ -66,15 +68,6 @@ CAPITALS = (
     "France", "Germany", "Italy", "Spain", "Portugal", "Austria", "Poland", "Greece",
     "Norway", "Sweden", "Finland", "Ireland", "Hungary", "Egypt", "Japan", "Canada",
 )  # fmt: skip
-
-
-def sampler_params(text: str | None) -> dict[str, float]:
-    """``"min_p=0.0,top_k=40"`` -> ``{"min_p": 0.0, "top_k": 40}``: sampling params over the defaults."""
-    params: dict[str, float] = {}
-    for part in filter(None, (text or "").split(",")):
-        name, _, value = part.partition("=")
-        params[name.strip()] = int(value) if name.strip() == "top_k" else float(value)
-    return params
 
 
 def never_good_enough(inputs: dict[str, Any], prediction: Any) -> float:

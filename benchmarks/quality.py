@@ -53,6 +53,7 @@ from _common import (
     load_average,
     machine,
     machine_markdown,
+    sampler_params,
     targets_markdown,
     write_results,
 )
@@ -195,15 +196,6 @@ def accuracy(hits: Sequence[bool]) -> float:
 # ---------------------------------------------------------------- the run
 
 
-def parse_sampler(text: str | None) -> dict[str, float]:
-    """``"min_p=0.1,top_p=1"`` -> ``{"min_p": 0.1, "top_p": 1.0}`` (``top_k`` as an int)."""
-    params: dict[str, float] = {}
-    for part in filter(None, (text or "").split(",")):
-        name, _, value = part.partition("=")
-        params[name.strip()] = int(value) if name.strip() == "top_k" else float(value)
-    return params
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -234,7 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import bestofn_core as bon
 
     items = load_items(limit)
-    override = parse_sampler(args.sampler)
+    override = sampler_params(args.sampler)
     sampling = {**SAMPLING_DEFAULTS, **override}
     lm = bon.LM(MODEL, cache=False, max_tokens=args.max_tokens, **override)
     bon.configure(lm=lm)
