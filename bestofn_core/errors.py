@@ -120,6 +120,9 @@ class AdapterParseError(BestOfNCoreError, ValueError):
         parsed_result: the fields that did parse, or ``None`` when nothing could be read at all (as in
             DSPy: e.g. no JSON object in the response).
         missing_fields: the output fields that could not be found or validated (bestofn-core's addition).
+        choices: for a request of several choices (``n > 1``), every choice's result in order: its output
+            fields, or the ``AdapterParseError`` it raised; the error raised is the first of these.
+            ``None`` for a single choice. ``BestOfN(sampling="batched")`` keeps the choices that parsed.
         message: the whole message, as ``str(error)`` (DSPy's attribute).
         code: ``"adapter_parse_error"`` (DSPy's error code).
     """
@@ -140,6 +143,7 @@ class AdapterParseError(BestOfNCoreError, ValueError):
         self.lm_response = lm_response
         self.parsed_result = parsed_result
         self.missing_fields = list(missing_fields)
+        self.choices: list[dict[str, Any] | AdapterParseError] | None = None
         expected = ", ".join(getattr(signature, "output_fields", {}))
         text = f"{message}\n\n" if message else ""
         text += (

@@ -518,6 +518,44 @@ def test_batched_sampling_tops_up_when_the_backend_returns_fewer_choices() -> No
     assert len(pred.candidates) == 5 and pred.candidates[3].prediction.answer == "r3c0"
 
 
+@pytest.mark.parametrize(
+    ("adapter", "requests"),
+    [(bon.JSONAdapter(), [4]), (bon.ChatAdapter(), [4, 4])],  # ChatAdapter's JSON retry is DSPy's
+    ids=["json", "chat"],
+)
+def test_batched_sampling_keeps_the_choices_it_can_parse(
+    lm: bon.LM, server: Any, adapter: Any, requests: list[int]
+) -> None:
+    # choice 2 copies the prompt's template: one failed attempt, not a failed request of all four
+    server.set_responder(lambda req, i: {"answer": ["a", "bb", "{answer}", "dddd"][i]})
+    bon.configure(adapter=adapter)
+    best = bon.BestOfN(bon.Predict("question -> answer"), N=4, reward_fn=answer_length, sampling="batched")
+    pred = best(question="How long?")
+    assert [request.n for request in server.requests] == requests
+    assert pred.answer == "dddd"
+    assert [(c.rollout_id, c.ok) for c in pred.candidates] == [(0, True), (1, True), (2, False), (3, True)]
+    assert isinstance(pred.candidates[2].error, bon.errors.AdapterParseError)
+
+
+def test_a_parse_error_of_several_choices_carries_every_choice(lm: bon.LM, server: Any) -> None:
+    server.set_responder(lambda req, i: {"answer": ["a", "{answer}", "c"][i]})
+    bon.configure(adapter=bon.JSONAdapter())
+    with pytest.raises(bon.errors.AdapterParseError) as caught:
+        bon.Predict("question -> answer", n=3)(question="q")
+    choices = caught.value.choices
+    assert choices is not None and [type(choice).__name__ for choice in choices] == [
+        "dict",
+        "AdapterParseError",
+        "dict",
+    ]
+    assert choices[1] is caught.value and choices[2] == {"answer": "c"}
+    # one choice: as before, nothing to carry
+    server.set_responder(lambda req, i: {"answer": "{answer}"})
+    with pytest.raises(bon.errors.AdapterParseError) as single:
+        bon.Predict("question -> answer")(question="q")
+    assert single.value.choices is None
+
+
 def test_batched_sampling_needs_n_support_and_one_predictor() -> None:
     bon.configure(lm=DummyLM(lambda r, i: {"answer": "a"}, supports_n=False))
     with pytest.raises(ConfigurationError, match="per_rollout"):

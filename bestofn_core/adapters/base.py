@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from bestofn_core._runner import run_sync
+from bestofn_core.errors import AdapterParseError
 from bestofn_core.primitives.callbacks import with_callbacks
 
 if TYPE_CHECKING:
@@ -56,11 +57,24 @@ class Adapter:
         """Format, call ``lm.acall(messages=..., **lm_kwargs)`` once, and parse every returned choice.
 
         Returns one dict of output fields per choice (several when ``lm_kwargs`` asks for ``n > 1``).
-        LM errors propagate unchanged; a choice that cannot be parsed raises ``AdapterParseError``.
+        LM errors propagate unchanged; a choice that cannot be parsed raises ``AdapterParseError`` (the
+        first such choice's). With several choices every one is parsed first, and the error carries them
+        all as ``choices``, so a caller that can use some (batched BestOfN) loses none.
         """
         messages = self.format(signature, demos, inputs)
         outputs = await lm.acall(messages=messages, **lm_kwargs)
-        return [self.parse(signature, output) for output in outputs]
+        results: list[dict[str, Any] | AdapterParseError] = []
+        for output in outputs:
+            try:
+                results.append(self.parse(signature, output))
+            except AdapterParseError as exc:
+                results.append(exc)
+        errors = [result for result in results if isinstance(result, AdapterParseError)]
+        if errors:
+            if len(results) > 1:
+                errors[0].choices = results
+            raise errors[0]
+        return [result for result in results if not isinstance(result, AdapterParseError)]
 
     def __call__(
         self,

@@ -95,7 +95,7 @@ class ChatAdapter(Adapter):
                     lm, lm_kwargs, signature, demos, inputs
                 )
             except AdapterParseError as second:
-                raise AdapterParseError(
+                both = AdapterParseError(
                     "ChatAdapter->JSONAdapter",
                     signature,
                     lm_response=second.lm_response,
@@ -106,7 +106,9 @@ class ChatAdapter(Adapter):
                     ),
                     parsed_result=second.parsed_result,
                     missing_fields=second.missing_fields,
-                ) from first
+                )
+                both.choices = second.choices  # the retry's choices: the answers that were kept
+                raise both from first
 
     # ------------------------------------------------------------------------------------------- formatting
 

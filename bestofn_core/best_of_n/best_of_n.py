@@ -19,7 +19,7 @@ from bestofn_core._validation import validate_arguments
 from bestofn_core.best_of_n.candidates import BestOfNPrediction, Candidate
 from bestofn_core.best_of_n.outcome import Outcome
 from bestofn_core.best_of_n.rewards import PluginReward, resolve_reward, reward, score
-from bestofn_core.errors import ConfigurationError, RewardError
+from bestofn_core.errors import AdapterParseError, ConfigurationError, RewardError
 from bestofn_core.primitives.module import Module
 from bestofn_core.primitives.prediction import Prediction
 from bestofn_core.primitives.trace import extend_trace
@@ -283,15 +283,22 @@ class BestOfN(Module):
                 f"{type(self.module).__name__} has {len(self.module.named_predictors())}. "
                 "Use sampling='per_rollout'."
             )
-        samples: list[tuple[Prediction, dict[str, Any], list[Any], float]] = []
-        failures: list[Candidate] = []
+        # (rollout id, prediction, usage, trace, latency) of every choice that parsed; (rollout id, error,
+        # usage, latency) of every choice that did not: both are attempts, in rollout order
+        samples: list[tuple[int, Prediction, dict[str, Any], list[Any], float]] = []
+        rejected: list[tuple[int, Exception, dict[str, Any], float]] = []
+        failures: list[Candidate] = []  # requests that failed as a whole
         fail_budget = self.N if self.fail_count is None else self.fail_count
         tracker_parent = settings.usage_tracker
+        next_rollout = start
         # a failed request is one failed attempt of the N, as in per-rollout sampling: without that bound,
         # a provider that keeps failing the top-up would spend the whole budget and discard the samples
-        while len(samples) + len(failures) < self.N and len(failures) <= fail_budget:
-            rollout_id = start + len(samples)
-            wanted = self.N - len(samples)
+        while (
+            len(samples) + len(rejected) + len(failures) < self.N
+            and len(failures) + len(rejected) <= fail_budget
+        ):
+            rollout_id = next_rollout
+            wanted = self.N - len(samples) - len(rejected)
             program, originals = self._attempt_program(self._attempt_lm(lm, rollout_id))
             ((_, predictor),) = program.named_predictors()
             predictor.config["n"] = wanted
@@ -301,6 +308,25 @@ class BestOfN(Module):
             try:
                 with settings.context(trace=trace, lm=predictor.lm, usage_tracker=tracker):
                     prediction = await program.acall(**inputs)
+            except AdapterParseError as exc:
+                if exc.choices is None:  # nothing to keep: one failed request, as below
+                    logger.warning("BestOfN batched request (rollout %d) failed: %s", rollout_id, exc)
+                    failures.append(Candidate(index=len(failures), rollout_id=rollout_id, error=exc))
+                    continue
+                # some choices could not be parsed: they are failed attempts, the others are kept
+                latency = time.perf_counter() - started
+                usage = tracker.get_total_tokens()
+                owner = originals.get(id(predictor), predictor)
+                for offset, choice in enumerate(exc.choices[:wanted]):
+                    if isinstance(choice, AdapterParseError):
+                        rejected.append((rollout_id + offset, choice, usage, latency))
+                    else:
+                        sample = Prediction.from_completions([choice], signature=predictor.signature)
+                        samples.append(
+                            (rollout_id + offset, sample, usage, [(owner, inputs, sample)], latency)
+                        )
+                next_rollout = rollout_id + len(exc.choices[:wanted])
+                continue
             except Exception as exc:
                 logger.warning("BestOfN batched request (rollout %d) failed: %s", rollout_id, exc)
                 failures.append(Candidate(index=len(failures), rollout_id=rollout_id, error=exc))
@@ -309,19 +335,29 @@ class BestOfN(Module):
             mapped = [(originals.get(id(p), p), args, pred) for p, args, pred in trace]
             usage = tracker.get_total_tokens()
             completions = list(prediction.completions) if len(prediction.completions) > 1 else [prediction]
-            for sample in completions[:wanted]:
-                samples.append((sample, usage, mapped, latency))
+            for offset, sample in enumerate(completions[:wanted]):
+                samples.append((rollout_id + offset, sample, usage, mapped, latency))
+            next_rollout = rollout_id + len(completions[:wanted])
             if len(completions) < wanted:
                 logger.info(
                     "Backend returned %d of %d choices; asking for the rest", len(completions), wanted
                 )
         if len(failures) > fail_budget or not samples:
-            outcome.fail(f"{len(failures)} batched requests failed (fail_count={fail_budget})", failures)
+            unparsed = [
+                Candidate(index=i, rollout_id=rollout, error=error, usage=usage, latency=latency)
+                for i, (rollout, error, usage, latency) in enumerate(rejected, start=len(failures))
+            ]
+            summary = f"{len(failures)} batched requests failed (fail_count={fail_budget})"
+            if rejected:
+                summary += f"; {len(rejected)} choices could not be parsed"
+            outcome.fail(summary, failures + unparsed)
             return
 
-        async def judge(index: int, sample: tuple[Prediction, dict[str, Any], list[Any], float]) -> Candidate:
-            prediction, usage, trace, latency = sample
-            candidate = Candidate(index, start + index, prediction, usage=usage, latency=latency)
+        async def judge(
+            index: int, sample: tuple[int, Prediction, dict[str, Any], list[Any], float]
+        ) -> Candidate:
+            rollout, prediction, usage, trace, latency = sample
+            candidate = Candidate(index, rollout, prediction, usage=usage, latency=latency)
             candidate.scored = self.reward_fn is not None
             candidate.trace = [(p, args, prediction) for p, args, _ in trace]
             tracker = UsageTracker(parent=tracker_parent)
@@ -333,14 +369,21 @@ class BestOfN(Module):
                 candidate.error = exc
             return candidate
 
-        judges = [asyncio.ensure_future(judge(i, sample)) for i, sample in enumerate(samples)]
+        # every attempt, parsed or not, in rollout order: its index is its place among them
+        rollouts = sorted([sample[0] for sample in samples] + [attempt[0] for attempt in rejected])
+        place = {rollout: index for index, rollout in enumerate(rollouts)}
+        judges = [asyncio.ensure_future(judge(place[sample[0]], sample)) for sample in samples]
         try:
             judged = await asyncio.gather(*judges)
         finally:
             for task in judges:  # a RewardError ends the call: stop the other rewards too
                 task.cancel()
-        outcome.total = len(judged)
-        for candidate in judged:
+        unparsed = [
+            Candidate(index=place[rollout], rollout_id=rollout, error=error, usage=usage, latency=latency)
+            for rollout, error, usage, latency in rejected
+        ]
+        outcome.total = len(place)
+        for candidate in sorted([*judged, *unparsed], key=lambda c: c.index):
             outcome.add(candidate)
 
     # ------------------------------------------------------------------ state
