@@ -308,8 +308,9 @@ class BestOfN(Module):
             try:
                 with settings.context(trace=trace, lm=predictor.lm, usage_tracker=tracker):
                     prediction = await program.acall(**inputs)
-            except AdapterParseError as exc:
-                if exc.choices is None:  # nothing to keep: one failed request, as below
+            except Exception as exc:
+                choices = exc.choices if isinstance(exc, AdapterParseError) else None
+                if choices is None:  # nothing to keep: one failed request
                     logger.warning("BestOfN batched request (rollout %d) failed: %s", rollout_id, exc)
                     failures.append(Candidate(index=len(failures), rollout_id=rollout_id, error=exc))
                     continue
@@ -317,7 +318,7 @@ class BestOfN(Module):
                 latency = time.perf_counter() - started
                 usage = tracker.get_total_tokens()
                 owner = originals.get(id(predictor), predictor)
-                for offset, choice in enumerate(exc.choices[:wanted]):
+                for offset, choice in enumerate(choices[:wanted]):
                     if isinstance(choice, AdapterParseError):
                         rejected.append((rollout_id + offset, choice, usage, latency))
                     else:
@@ -325,11 +326,7 @@ class BestOfN(Module):
                         samples.append(
                             (rollout_id + offset, sample, usage, [(owner, inputs, sample)], latency)
                         )
-                next_rollout = rollout_id + len(exc.choices[:wanted])
-                continue
-            except Exception as exc:
-                logger.warning("BestOfN batched request (rollout %d) failed: %s", rollout_id, exc)
-                failures.append(Candidate(index=len(failures), rollout_id=rollout_id, error=exc))
+                next_rollout = rollout_id + len(choices[:wanted])
                 continue
             latency = time.perf_counter() - started
             mapped = [(originals.get(id(p), p), args, pred) for p, args, pred in trace]
@@ -342,11 +339,14 @@ class BestOfN(Module):
                 logger.info(
                     "Backend returned %d of %d choices; asking for the rest", len(completions), wanted
                 )
+        # every attempt, parsed or not, in rollout order: its index is its place among them
+        rollouts = sorted([sample[0] for sample in samples] + [attempt[0] for attempt in rejected])
+        place = {rollout: index for index, rollout in enumerate(rollouts)}
+        unparsed = [
+            Candidate(index=place[rollout], rollout_id=rollout, error=error, usage=usage, latency=latency)
+            for rollout, error, usage, latency in rejected
+        ]
         if len(failures) > fail_budget or not samples:
-            unparsed = [
-                Candidate(index=i, rollout_id=rollout, error=error, usage=usage, latency=latency)
-                for i, (rollout, error, usage, latency) in enumerate(rejected, start=len(failures))
-            ]
             summary = f"{len(failures)} batched requests failed (fail_count={fail_budget})"
             if rejected:
                 summary += f"; {len(rejected)} choices could not be parsed"
@@ -369,19 +369,12 @@ class BestOfN(Module):
                 candidate.error = exc
             return candidate
 
-        # every attempt, parsed or not, in rollout order: its index is its place among them
-        rollouts = sorted([sample[0] for sample in samples] + [attempt[0] for attempt in rejected])
-        place = {rollout: index for index, rollout in enumerate(rollouts)}
         judges = [asyncio.ensure_future(judge(place[sample[0]], sample)) for sample in samples]
         try:
             judged = await asyncio.gather(*judges)
         finally:
             for task in judges:  # a RewardError ends the call: stop the other rewards too
                 task.cancel()
-        unparsed = [
-            Candidate(index=place[rollout], rollout_id=rollout, error=error, usage=usage, latency=latency)
-            for rollout, error, usage, latency in rejected
-        ]
         outcome.total = len(place)
         for candidate in sorted([*judged, *unparsed], key=lambda c: c.index):
             outcome.add(candidate)

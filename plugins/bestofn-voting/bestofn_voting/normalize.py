@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Hashable, Mapping, Set
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from bestofn_core.adapters.values import last_number
@@ -74,11 +74,6 @@ def final_number(value: Any) -> Hashable:
     number = last_number(unicodedata.normalize("NFKC", str(value)))
     if number is None:
         return normalize_answer(value)
-    try:
-        exact = Decimal(number)
-    except InvalidOperation:  # pragma: no cover - last_number only returns decimal literals
-        return normalize_answer(value)
-    if not exact.is_finite():
-        return normalize_answer(value)
+    exact = Decimal(number)  # last_number returns finite decimal literals only
     # an int key for whole numbers: 56 and 56.0 agree, and the key reads as the answer does
     return int(exact) if exact == exact.to_integral_value() else exact.normalize()
